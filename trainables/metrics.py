@@ -63,3 +63,14 @@ TAG_SWEEP_NAME = "sweep.name"  # the Ray experiment name, on parent and children
 TAG_SEARCH = "sweep.search"
 TAG_SCHEDULER = "sweep.scheduler"
 TAG_DIAGNOSIS = "diagnosis"  # written back by analysis: overfitting, underfitting, ...
+TAG_DIAGNOSIS_EVIDENCE = "diagnosis.evidence"  # the numbers behind the verdict, one line
+TAG_DIAGNOSIS_EPOCH = "diagnosis.epoch"  # the epoch where the verdict shows
+TAG_DIAGNOSIS_ADVICE = "diagnosis.advice"  # what to change, specific to the trial's config
+
+# Values of TAG_DIAGNOSIS (filter in the MLflow UI with `tags.diagnosis = "overfitting"`).
+OVERFITTING = "overfitting"
+UNDERFITTING = "underfitting"
+DIVERGED_VERDICT = "diverged"
+GOOD_FIT = "good_fit"
+INCONCLUSIVE = "inconclusive"
+VERDICTS = (OVERFITTING, UNDERFITTING, DIVERGED_VERDICT, GOOD_FIT, INCONCLUSIVE)

@@ -1,0 +1,244 @@
+"""Learning-curve diagnosis: overfitting, underfitting, diverged, good fit or inconclusive.
+
+Every verdict is a pure function of one trial's curves (plus, for "low relative to the sweep's
+best", the best training accuracy any trial had at the same epoch), with the numbers behind it
+and the epoch where it shows. Curves are smoothed with a centred rolling median before any
+trend is read, so one noisy epoch neither makes nor breaks a verdict. The thresholds and why
+they have their values are in ``analysis.thresholds``.
+
+Order of precedence: diverged > inconclusive (too few epochs) > underfitting at chance level >
+overfitting > underfitting > good fit. Training that never left chance level is underfitting
+even if the validation loss wobbles upward, because there is nothing for it to overfit yet.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from analysis.advice import advise
+from analysis.frames import END_STATE, config_columns, require_columns
+from analysis.thresholds import DiagnosisThresholds
+from trainables import metrics as m
+
+# Columns of the diagnosis table (one row per trial); the verdict column carries the tag's name.
+VERDICT = m.TAG_DIAGNOSIS
+DIAGNOSIS_EPOCH = "diagnosis_epoch"
+EVIDENCE = "evidence"
+ADVICE = "advice"
+N_EPOCHS = "n_epochs"
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """One trial's verdict, the epoch where it shows, the evidence and the advice."""
+
+    trial_id: str
+    verdict: str  # one of metrics.VERDICTS
+    epoch: int  # where the verdict shows (e.g. the val_loss minimum for overfitting)
+    evidence: str  # the numbers behind the verdict, human-readable
+    advice: str  # what to change, specific to the trial's config
+    facts: Mapping[str, float] = field(default_factory=dict)  # the numbers, machine-readable
+
+
+def smooth(values: np.ndarray, *, window: int) -> np.ndarray:
+    """Centred rolling median (edges use the epochs available), robust to single-epoch spikes."""
+    return pd.Series(values, dtype="float64").rolling(window, center=True, min_periods=1).median().to_numpy()
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}" if math.isfinite(x) else str(x)
+
+
+def num_classes_of(rows: pd.DataFrame, *, default: int) -> int:
+    col = f"{m.CONFIG_PREFIX}num_classes"
+    if col in rows and pd.notna(rows[col].iloc[0]):
+        return int(rows[col].iloc[0])
+    return default
+
+
+def find_divergence(rows: pd.DataFrame, *, th: DiagnosisThresholds, num_classes: int) -> tuple[int, str] | None:
+    """(epoch, evidence) of the first sign of divergence, or None."""
+    epochs = rows[m.EPOCH].to_numpy()
+    if m.DIVERGED in rows:
+        flagged = np.flatnonzero(rows[m.DIVERGED].fillna(0).to_numpy() >= 1)
+        if flagged.size:
+            return int(epochs[flagged[0]]), f"the trainable flagged `{m.DIVERGED}` at epoch {epochs[flagged[0]]}"
+    for col in (m.TRAIN_LOSS, m.VAL_LOSS):
+        values = rows[col].to_numpy(dtype=float)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            return int(epochs[bad[0]]), f"{col} is {values[bad[0]]} at epoch {epochs[bad[0]]}"
+    train = rows[m.TRAIN_LOSS].to_numpy(dtype=float)
+    running_min = np.minimum.accumulate(train)
+    chance_loss = math.log(num_classes)
+    exploding = np.flatnonzero((train > th.explode_ratio * running_min) & (train > chance_loss))
+    if exploding.size:
+        i = exploding[0]
+        return int(epochs[i]), (f"train_loss jumped to {_fmt(train[i])} at epoch {epochs[i]}, "
+                                f"{_fmt(train[i] / running_min[i])}x its best {_fmt(running_min[i])} "
+                                f"(> {th.explode_ratio}x and above chance-level {_fmt(chance_loss)})")
+    if rows[END_STATE].iloc[-1] == m.DIVERGED_STATE:
+        return int(epochs[-1]), f"the sweep recorded end state `{m.DIVERGED_STATE}`"
+    return None
+
+
+@dataclass(frozen=True)
+class _Curves:
+    epochs: np.ndarray
+    train_loss: np.ndarray  # smoothed
+    train_acc: np.ndarray
+    val_loss: np.ndarray
+    val_acc: np.ndarray
+    raw_val_loss: np.ndarray
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame, *, window: int) -> "_Curves":
+        smoothed = (smooth(rows[c].to_numpy(dtype=float), window=window)
+                    for c in (m.TRAIN_LOSS, m.TRAIN_ACC, m.VAL_LOSS, m.VAL_ACC))
+        return cls(rows[m.EPOCH].to_numpy(), *smoothed, rows[m.VAL_LOSS].to_numpy(dtype=float))
+
+
+def overfitting_signals(c: _Curves, *, th: DiagnosisThresholds) -> list[tuple[int, str]]:
+    """(epoch, evidence) for the loss form and the accuracy-gap form of overfitting."""
+    found = []
+    i_min = int(np.argmin(c.val_loss))
+    last = len(c.epochs) - 1
+    rise = c.val_loss[last] / c.val_loss[i_min] - 1.0
+    fall = 1.0 - c.train_loss[last] / c.train_loss[i_min]
+    if last - i_min >= th.epochs_after_min and rise >= th.val_loss_rise and fall >= th.train_loss_fall:
+        # Report the raw minimum's epoch: that is the checkpoint to stop at.
+        i_raw = int(np.argmin(c.raw_val_loss))
+        found.append((int(c.epochs[i_raw]), (
+            f"val_loss reached its minimum {_fmt(c.raw_val_loss[i_raw])} at epoch {c.epochs[i_raw]} "
+            f"(smoothed {_fmt(c.val_loss[i_min])} at epoch {c.epochs[i_min]}) and rose "
+            f"{rise:.0%} to {_fmt(c.val_loss[last])} by epoch {c.epochs[last]} while train_loss fell {fall:.0%} "
+            f"({_fmt(c.train_loss[i_min])} -> {_fmt(c.train_loss[last])})")))
+    gap = c.train_acc - c.val_acc
+    i_small = int(np.argmin(gap[:last])) if last else 0
+    growth = gap[last] - gap[i_small]
+    if gap[last] >= th.gap_large and growth >= th.gap_growth:
+        i_large = int(np.flatnonzero(gap >= th.gap_large)[0])
+        found.append((int(c.epochs[i_large]), (
+            f"train-val accuracy gap {_fmt(gap[last])} at epoch {c.epochs[last]} (train_acc "
+            f"{_fmt(c.train_acc[last])}, val_acc {_fmt(c.val_acc[last])}), up from {_fmt(gap[i_small])} at "
+            f"epoch {c.epochs[i_small]}; first >= {th.gap_large} at epoch {c.epochs[i_large]}")))
+    return found
+
+
+def underfitting_signals(c: _Curves, *, th: DiagnosisThresholds, num_classes: int,
+                         best_train_acc: float) -> dict[str, tuple[int, str]]:
+    """Named (epoch, evidence) for near-chance, behind-the-best and early-plateau underfitting."""
+    found: dict[str, tuple[int, str]] = {}
+    last = len(c.epochs) - 1
+    chance = 1.0 / num_classes
+    final_acc = c.train_acc[last]
+    if final_acc < chance + th.acc_over_chance:
+        found["near_chance"] = (int(c.epochs[last]), (
+            f"train_acc {_fmt(final_acc)} at epoch {c.epochs[last]} is within {th.acc_over_chance} of "
+            f"chance ({_fmt(chance)})"))
+    if math.isfinite(best_train_acc) and final_acc < th.fraction_of_best * best_train_acc:
+        found["behind_best"] = (int(c.epochs[last]), (
+            f"train_acc {_fmt(final_acc)} at epoch {c.epochs[last]} is {final_acc / best_train_acc:.0%} of the "
+            f"sweep's best at that epoch ({_fmt(best_train_acc)}; threshold {th.fraction_of_best:.0%})"))
+    high = th.high_loss_fraction * math.log(num_classes)
+    if last >= th.plateau_epochs:
+        before = c.train_loss[last - th.plateau_epochs]
+        change = 1.0 - c.train_loss[last] / before
+        if change < th.plateau_change and c.train_loss[last] > high:
+            # The plateau shows from the first epoch already within plateau_change of the end.
+            near = np.abs(c.train_loss / c.train_loss[last] - 1.0) <= th.plateau_change
+            i_start = int(np.flatnonzero(near)[0])
+            found["plateau"] = (int(c.epochs[i_start]), (
+                f"train_loss plateaued at {_fmt(c.train_loss[last])} from epoch {c.epochs[i_start]} (changed "
+                f"{change:.1%} over the last {th.plateau_epochs} epochs) while above {_fmt(high)} "
+                f"({th.high_loss_fraction} x ln {num_classes})"))
+    return found
+
+
+def _facts(rows: pd.DataFrame, c: _Curves | None) -> dict[str, float]:
+    va = rows[m.VAL_ACC].to_numpy(dtype=float)
+    vl = rows[m.VAL_LOSS].to_numpy(dtype=float)
+    epochs = rows[m.EPOCH].to_numpy()
+    facts: dict[str, float] = {N_EPOCHS: float(len(rows)), "last_epoch": float(epochs[-1])}
+    if np.isfinite(va).any():
+        i = int(np.nanargmax(np.where(np.isfinite(va), va, np.nan)))
+        facts.update(best_val_acc=float(va[i]), best_val_acc_epoch=float(epochs[i]))
+    if np.isfinite(vl).any():
+        i = int(np.nanargmin(np.where(np.isfinite(vl), vl, np.nan)))
+        facts.update(min_val_loss=float(vl[i]), min_val_loss_epoch=float(epochs[i]))
+    if c is not None:
+        facts.update(final_train_loss=float(c.train_loss[-1]), final_train_acc=float(c.train_acc[-1]),
+                     final_val_acc=float(c.val_acc[-1]), final_gap=float(c.train_acc[-1] - c.val_acc[-1]))
+    return facts
+
+
+def diagnose_trial(rows: pd.DataFrame, *, thresholds: DiagnosisThresholds | None = None,
+                   best_train_acc: float = math.nan) -> Diagnosis:
+    """The verdict for one trial's rows (sorted by epoch).
+
+    ``best_train_acc`` is the best smoothed train_acc any trial of the sweep had at this trial's
+    last epoch (NaN when unknown); ``diagnose`` fills it in.
+    """
+    th = thresholds or DiagnosisThresholds()
+    require_columns(rows, (m.TRIAL_ID, m.EPOCH, m.TRAIN_LOSS, m.TRAIN_ACC, m.VAL_LOSS, m.VAL_ACC, END_STATE),
+                    what="diagnose_trial")
+    rows = rows.sort_values(m.EPOCH)
+    trial_id = str(rows[m.TRIAL_ID].iloc[0])
+    classes = num_classes_of(rows, default=th.num_classes)
+    config = {k[len(m.CONFIG_PREFIX):]: rows[k].iloc[0] for k in config_columns(rows)}
+    end_state = str(rows[END_STATE].iloc[-1])
+
+    def verdict(name: str, epoch: int, evidence: list[str], facts: dict[str, float], signals: tuple = ()) -> Diagnosis:
+        advice = advise(name, config=config, facts=facts, end_state=end_state, signals=signals)
+        return Diagnosis(trial_id, name, int(epoch), "; ".join(evidence), " ".join(advice), facts)
+
+    divergence = find_divergence(rows, th=th, num_classes=classes)
+    if divergence is not None:
+        return verdict(m.DIVERGED_VERDICT, divergence[0], [divergence[1]], _facts(rows, None))
+    if len(rows) < th.min_epochs:
+        last = int(rows[m.EPOCH].iloc[-1])
+        return verdict(m.INCONCLUSIVE, last, [f"only {len(rows)} epoch(s) (end state {end_state}); at least "
+                                              f"{th.min_epochs} are needed to read a trend"], _facts(rows, None))
+    c = _Curves.of(rows, window=th.smoothing_window)
+    facts = _facts(rows, c)
+    over = overfitting_signals(c, th=th)
+    under = underfitting_signals(c, th=th, num_classes=classes, best_train_acc=best_train_acc)
+    if "near_chance" in under or (under and not over):
+        first = min(e for e, _ in under.values())
+        return verdict(m.UNDERFITTING, first, [t for _, t in under.values()], facts, tuple(under))
+    if over:
+        return verdict(m.OVERFITTING, over[0][0], [t for _, t in over], facts)
+    i_min = int(np.argmin(c.val_loss))
+    rise = c.val_loss[-1] / c.val_loss[i_min] - 1.0
+    evidence = (f"best val_acc {_fmt(facts['best_val_acc'])} at epoch {int(facts['best_val_acc_epoch'])}; "
+                f"smoothed val_loss ends {rise:.0%} above its minimum (epoch {c.epochs[i_min]}; overfitting needs "
+                f">= {th.val_loss_rise:.0%} with train_loss still falling); final train-val accuracy gap "
+                f"{_fmt(facts['final_gap'])} (large: >= {th.gap_large}); train_acc {_fmt(facts['final_train_acc'])}")
+    return verdict(m.GOOD_FIT, int(facts["best_val_acc_epoch"]), [evidence], facts)
+
+
+def best_train_acc_by_epoch(frame: pd.DataFrame, *, window: int) -> pd.Series:
+    """The best smoothed train_acc over all trials at each epoch (index: epoch)."""
+    smoothed = frame.groupby(m.TRIAL_ID, sort=False)[m.TRAIN_ACC].transform(
+        lambda s: pd.Series(smooth(s.to_numpy(dtype=float), window=window), index=s.index))
+    return smoothed.groupby(frame[m.EPOCH]).max()
+
+
+def diagnose(frame: pd.DataFrame, *, thresholds: DiagnosisThresholds | None = None) -> pd.DataFrame:
+    """One row per trial: verdict, epoch, evidence, advice, the facts, end_state and config."""
+    th = thresholds or DiagnosisThresholds()
+    require_columns(frame, (m.TRIAL_ID, m.EPOCH, m.TRAIN_ACC), what="diagnose")
+    best = best_train_acc_by_epoch(frame, window=th.smoothing_window)
+    out: list[dict[str, Any]] = []
+    for trial_id, rows in frame.groupby(m.TRIAL_ID, sort=True):
+        rows = rows.sort_values(m.EPOCH)
+        d = diagnose_trial(rows, thresholds=th, best_train_acc=float(best.get(rows[m.EPOCH].iloc[-1], math.nan)))
+        cfg = {k: rows[k].iloc[0] for k in config_columns(rows)}
+        out.append({m.TRIAL_ID: d.trial_id, VERDICT: d.verdict, DIAGNOSIS_EPOCH: d.epoch,
+                    END_STATE: rows[END_STATE].iloc[-1], EVIDENCE: d.evidence, ADVICE: d.advice,
+                    **d.facts, **cfg})
+    return pd.DataFrame(out)

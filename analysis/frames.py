@@ -1,0 +1,158 @@
+"""The tidy frame every analysis function reads: one row per trial-epoch.
+
+Columns: ``trial_id``, ``epoch``, the ``CURVE_METRICS``, the other per-epoch metrics the
+trainable reported (when present), one ``config/<key>`` column per hyperparameter and
+``end_state`` (one of ``END_STATES``) per trial. This module builds it from a Ray Tune result
+folder and holds the small helpers shared by the loaders (the MLflow loader is in
+``analysis.mlflow_io``).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from trainables import metrics as m
+
+END_STATE = m.END_STATE_TAG  # the frame's end-state column carries the tag's name
+# Per-epoch metrics kept in the frame, in column order; Ray's own bookkeeping (timestamps,
+# hostnames, pids) is dropped so a frame from Ray and one from MLflow hold the same columns.
+EPOCH_METRICS = (*m.CURVE_METRICS, m.EPOCH_TIME_S, m.TRAIN_TIME_S, m.IMAGES_PER_S, m.NUM_PARAMS,
+                 m.DIVERGED, m.EARLY_STOPPED, m.BEST_VAL_ACC, m.BEST_EPOCH)
+# Ray writes these into a trial folder when the trainable raised.
+_ERROR_FILES = ("error.txt", "error.pkl")
+
+
+def flatten_config(config: Mapping[str, Any], *, prefix: str = m.CONFIG_PREFIX) -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"config/a/b": 1}``, the way Ray flattens configs in progress.csv."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, prefix=f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.startswith(m.CONFIG_PREFIX)]
+
+
+def infer_end_state(rows: pd.DataFrame, *, errored: bool, max_epochs: float) -> str:
+    """How a trial ended, from its curves when nothing recorded it.
+
+    Precedence: an error file wins; then divergence (the trainable's flag or a non-finite
+    loss); then stopping before ``max_epochs`` (the trial's configured epochs, or the most any
+    trial of the sweep ran), whether a scheduler or the trainable's patience stopped it.
+    """
+    if errored:
+        return m.ERRORED
+    if rows.empty:
+        return m.ERRORED
+    if m.DIVERGED in rows and (pd.to_numeric(rows[m.DIVERGED], errors="coerce").fillna(0) >= 1).any():
+        return m.DIVERGED_STATE
+    losses = rows[[c for c in (m.TRAIN_LOSS, m.VAL_LOSS) if c in rows]].to_numpy(dtype=float)
+    if losses.size and not np.isfinite(losses).all():
+        return m.DIVERGED_STATE
+    if m.EARLY_STOPPED in rows and (pd.to_numeric(rows[m.EARLY_STOPPED], errors="coerce").fillna(0) >= 1).any():
+        return m.STOPPED_EARLY
+    return m.STOPPED_EARLY if rows[m.EPOCH].max() < max_epochs else m.COMPLETED
+
+
+def tidy(records: Iterable[Mapping[str, Any]], *, end_states: Mapping[str, str] | None = None,
+         errored: Iterable[str] = ()) -> pd.DataFrame:
+    """Build the tidy frame from flat per-epoch records (metrics + trial_id + config/<key>).
+
+    ``end_states`` maps trial ids to a recorded end state; trials without one get
+    ``infer_end_state``. Metrics become float64 (missing -> NaN), ``epoch`` int64.
+    """
+    frame = pd.DataFrame.from_records(list(records))
+    if frame.empty:
+        raise ValueError("No trial reported any epoch, so there are no learning curves to analyse. "
+                         "Check that the sweep ran and that its trials called tune.report.")
+    if m.EPOCH not in frame:
+        frame[m.EPOCH] = frame[m.TRAINING_ITERATION]
+    metric_cols = [c for c in EPOCH_METRICS if c in frame]
+    for col in metric_cols:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+    frame[m.EPOCH] = frame[m.EPOCH].astype("int64")
+    frame[m.TRIAL_ID] = frame[m.TRIAL_ID].astype(str)
+    cfg_cols = sorted(config_columns(frame))
+    frame = frame[[m.TRIAL_ID, m.EPOCH, *metric_cols, *cfg_cols]]
+    frame = frame.sort_values([m.TRIAL_ID, m.EPOCH], kind="mergesort").reset_index(drop=True)
+    frame[END_STATE] = _end_states(frame, recorded=end_states or {}, errored=set(errored))
+    return frame
+
+
+def _end_states(frame: pd.DataFrame, *, recorded: Mapping[str, str], errored: set[str]) -> pd.Series:
+    epochs_col = f"{m.CONFIG_PREFIX}epochs"
+    sweep_max = float(frame[m.EPOCH].max())
+    states: dict[str, str] = {}
+    for trial_id, rows in frame.groupby(m.TRIAL_ID, sort=False):
+        if recorded.get(trial_id) in m.END_STATES:
+            states[trial_id] = recorded[trial_id]
+            continue
+        configured = pd.to_numeric(rows[epochs_col], errors="coerce").iloc[0] if epochs_col in rows else math.nan
+        max_epochs = float(configured) if math.isfinite(configured) else sweep_max
+        states[trial_id] = infer_end_state(rows, errored=trial_id in errored, max_epochs=max_epochs)
+    return frame[m.TRIAL_ID].map(states).astype(str)
+
+
+def _read_result_lines(path: Path) -> list[dict[str, Any]]:
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for index, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))  # Python's json reads Ray's NaN / Infinity tokens
+        except json.JSONDecodeError:
+            # A trial killed mid-write leaves a truncated last line; everything before it is valid.
+            if index == len(lines) - 1:
+                break
+            raise
+    return rows
+
+
+def trial_folders(experiment_dir: str | Path) -> list[Path]:
+    """The trial folders (each holding Ray's result.json) of one Ray Tune experiment folder."""
+    root = Path(experiment_dir)
+    if not root.is_dir():
+        raise ValueError(f"The sweep folder {str(root)!r} does not exist. Pass a Ray Tune experiment "
+                         "folder (storage path / experiment name), e.g. ./ray_results/cifar.")
+    folders = sorted(p.parent for p in root.glob("*/result.json"))
+    if not folders:
+        nested = sorted({p.parent.parent.name for p in root.glob("*/*/result.json")})
+        hint = (f" It holds experiment folders ({', '.join(nested)}); pass one of them." if nested
+                else " Pass the experiment folder that holds one folder per trial.")
+        raise ValueError(f"No trial folder with result.json under {str(root)!r}.{hint}")
+    return folders
+
+
+def load_ray_results(experiment_dir: str | Path) -> pd.DataFrame:
+    """The tidy frame of a Ray Tune experiment folder, read from each trial's result.json."""
+    records: list[dict[str, Any]] = []
+    errored: list[str] = []
+    for folder in trial_folders(experiment_dir):
+        lines = _read_result_lines(folder / "result.json")
+        for line in lines:
+            record = {k: v for k, v in line.items() if k != "config"}
+            record.update(flatten_config(line.get("config") or {}))
+            records.append(record)
+        if lines and any((folder / name).exists() for name in _ERROR_FILES):
+            errored.append(str(lines[0][m.TRIAL_ID]))
+    return tidy(records, errored=errored)
+
+
+def final_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial: its last epoch (the frame is sorted by trial and epoch)."""
+    return frame.groupby(m.TRIAL_ID, sort=False).tail(1).reset_index(drop=True)
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} needs the column(s) {missing}, which the frame lacks "
+                         f"(it has {list(frame.columns)}). Build it with load_ray_results or load_mlflow.")

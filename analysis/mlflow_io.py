@@ -1,0 +1,148 @@
+"""MLflow in and out: load a sweep's tidy frame from its runs, write diagnoses back as tags.
+
+A sweep is one parent run (tag ``TAG_ROLE = ROLE_PARENT``) with one child run per trial
+(MLflow's ``mlflow.parentRunId`` tag, ``TAG_TRIAL_ID``, ``END_STATE_TAG``; params = the flat
+trial config; metrics = the per-epoch metrics with step = epoch). Tags are written with
+``set_tag`` semantics (a re-run overwrites) and the report goes to a fixed artifact path, so
+re-running the analysis updates a sweep's runs and never duplicates anything.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import pandas as pd
+
+from analysis.frames import EPOCH_METRICS, tidy
+from trainables import metrics as m
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+REPORT_ARTIFACT_PATH = "analysis_report"  # fixed, so a re-run replaces the files it wrote
+# MLflow rejects longer tag values (its limit is 8000 characters in 3.x; older servers 5000).
+_MAX_TAG_CHARS = 5000
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_PARENT_FILTER = f"tags.`{m.TAG_ROLE}` = '{m.ROLE_PARENT}'"
+
+
+def client_for(tracking_uri: str | None) -> "MlflowClient":
+    from mlflow import MlflowClient  # imported here: mlflow is slow to import and optional for frames
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _search_all(client: "MlflowClient", experiment_ids: list[str], filter_string: str,
+                order_by: list[str] | None = None) -> list["Run"]:
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string, max_results=1000,
+                                  order_by=order_by, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def resolve_parent(client: "MlflowClient", ref: str) -> "Run":
+    """The parent run named by ``ref``: a run id, or an experiment name (its latest sweep)."""
+    if _RUN_ID.match(ref):
+        return client.get_run(ref)
+    experiment = client.get_experiment_by_name(ref)
+    if experiment is None:
+        names = [e.name for e in client.search_experiments()]
+        raise ValueError(f"{ref!r} is neither a run id nor an MLflow experiment name at "
+                         f"{client.tracking_uri!r} (experiments: {names}). Pass one of those or a parent run id.")
+    parents = _search_all(client, [experiment.experiment_id], _PARENT_FILTER, ["attributes.start_time DESC"])
+    if not parents:
+        raise ValueError(f"The experiment {ref!r} has no sweep parent run (tag {m.TAG_ROLE}={m.ROLE_PARENT}). "
+                         "Run the sweep with MLflow tracking on, or pass a parent run id.")
+    return parents[0]
+
+
+def parent_for_sweep(client: "MlflowClient", sweep_name: str) -> "Run | None":
+    """The latest parent run tagged with this sweep (Ray experiment) name, in any experiment."""
+    ids = [e.experiment_id for e in client.search_experiments()]
+    runs = _search_all(client, ids, f"{_PARENT_FILTER} and tags.`{m.TAG_SWEEP_NAME}` = '{sweep_name}'",
+                       ["attributes.start_time DESC"]) if ids else []
+    return runs[0] if runs else None
+
+
+def child_runs(client: "MlflowClient", parent: "Run") -> list["Run"]:
+    return _search_all(client, [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+
+
+def trial_run_ids(client: "MlflowClient", parent: "Run") -> dict[str, str]:
+    """Ray trial id -> MLflow run id of its child run."""
+    return {run.data.tags[m.TAG_TRIAL_ID]: run.info.run_id for run in child_runs(client, parent)
+            if m.TAG_TRIAL_ID in run.data.tags}
+
+
+def parse_param(text: str) -> Any:
+    """MLflow stores params as strings; give back the bool/int/float/None the config held."""
+    if text in ("True", "False"):
+        return text == "True"
+    if text == "None":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _run_records(client: "MlflowClient", run: "Run") -> list[dict[str, Any]]:
+    trial_id = run.data.tags.get(m.TAG_TRIAL_ID, run.info.run_name)
+    by_step: dict[int, dict[str, Any]] = {}
+    for key in sorted(set(run.data.metrics) & set(EPOCH_METRICS)):
+        # Sorted by timestamp so a value re-logged for a step (a resumed trial) wins.
+        for point in sorted(client.get_metric_history(run.info.run_id, key), key=lambda p: p.timestamp):
+            by_step.setdefault(point.step, {})[key] = point.value
+    config = {f"{m.CONFIG_PREFIX}{k}": parse_param(v) for k, v in run.data.params.items()}
+    return [{m.TRIAL_ID: trial_id, m.EPOCH: step, **values, **config} for step, values in sorted(by_step.items())]
+
+
+def load_mlflow(ref: str, *, tracking_uri: str | None = None) -> pd.DataFrame:
+    """The tidy frame of a sweep logged to MLflow (``ref``: parent run id or experiment name)."""
+    client = client_for(tracking_uri)
+    parent = resolve_parent(client, ref)
+    children = child_runs(client, parent)
+    if not children:
+        raise ValueError(f"The parent run {parent.info.run_id} has no child runs (tag mlflow.parentRunId); "
+                         "nothing to analyse. Check that the sweep logged its trials.")
+    records = [record for run in children for record in _run_records(client, run)]
+    end_states = {run.data.tags.get(m.TAG_TRIAL_ID, run.info.run_name): run.data.tags[m.END_STATE_TAG]
+                  for run in children if m.END_STATE_TAG in run.data.tags}
+    return tidy(records, end_states=end_states)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_TAG_CHARS else text[: _MAX_TAG_CHARS - 3] + "..."
+
+
+def write_diagnosis_tags(client: "MlflowClient", diagnoses: pd.DataFrame, *,
+                         run_ids: Mapping[str, str]) -> int:
+    """Tag each trial's child run with its diagnosis; returns how many runs were tagged."""
+    from mlflow.entities import RunTag
+
+    from analysis.diagnosis import ADVICE, DIAGNOSIS_EPOCH, EVIDENCE, VERDICT
+
+    tagged = 0
+    for row in diagnoses.to_dict("records"):
+        run_id = run_ids.get(str(row[m.TRIAL_ID]))
+        if run_id is None:
+            continue
+        tags = {m.TAG_DIAGNOSIS: row[VERDICT], m.TAG_DIAGNOSIS_EPOCH: str(row[DIAGNOSIS_EPOCH]),
+                m.TAG_DIAGNOSIS_EVIDENCE: row[EVIDENCE], m.TAG_DIAGNOSIS_ADVICE: row[ADVICE]}
+        client.log_batch(run_id, tags=[RunTag(k, _clip(str(v))) for k, v in tags.items()])
+        tagged += 1
+    return tagged
+
+
+def log_report(client: "MlflowClient", parent_run_id: str, report_dir: str | Path) -> None:
+    """Log the report folder as the parent run's artifacts under REPORT_ARTIFACT_PATH."""
+    client.log_artifacts(parent_run_id, str(report_dir), artifact_path=REPORT_ARTIFACT_PATH)

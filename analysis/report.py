@@ -1,0 +1,236 @@
+"""``python -m analysis.report <sweep>``: diagnose every trial, plot, write a self-contained report.
+
+<sweep> is a Ray Tune experiment folder (one folder per trial with result.json), a
+``sweeps.compare`` output folder (anytime.csv / summary.csv), or, with --tracking-uri, an MLflow
+experiment name or parent run id. The report folder gets ``report.html`` (plots embedded as
+base64 PNG), the PNGs, ``diagnoses.csv`` and, for a comparison, ``strategies.csv``. With a
+tracking URI the verdicts are written as tags on the trials' child runs and the report is
+logged to the parent run (both overwrite on a re-run).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from analysis.diagnosis import ADVICE, DIAGNOSIS_EPOCH, EVIDENCE, VERDICT, diagnose
+from analysis.frames import END_STATE, load_ray_results, trial_folders
+from analysis.strategies import format_strategy_table, is_comparison_folder, load_comparison, strategy_table
+from analysis.thresholds import DiagnosisThresholds, thresholds_from_json, thresholds_from_mapping
+from trainables import metrics as m
+
+MAX_CURVE_TRIALS = 8  # best + flagged trials drawn in the curves figure; more is unreadable
+FLAGGED = (m.OVERFITTING, m.UNDERFITTING, m.DIVERGED_VERDICT)
+DIAGNOSES_CSV = "diagnoses.csv"
+STRATEGIES_CSV = "strategies.csv"
+REPORT_HTML = "report.html"
+
+
+@dataclass
+class Report:
+    """What build_report wrote: the folder, its files, the diagnoses and a short summary."""
+
+    out_dir: Path
+    html: Path
+    diagnoses: pd.DataFrame | None
+    images: dict[str, Path] = field(default_factory=dict)
+    strategies: pd.DataFrame | None = None
+    summary: str = ""
+
+
+def curve_trials(diagnoses: pd.DataFrame, *, limit: int = MAX_CURVE_TRIALS) -> list[str]:
+    """The best trial (highest best val_acc) first, then flagged trials, at most ``limit``."""
+    ranked = diagnoses.sort_values("best_val_acc", ascending=False, na_position="last") \
+        if "best_val_acc" in diagnoses else diagnoses
+    chosen = [str(ranked[m.TRIAL_ID].iloc[0])] if len(ranked) else []
+    for verdict in FLAGGED:
+        for trial_id in ranked.loc[ranked[VERDICT] == verdict, m.TRIAL_ID].astype(str):
+            if trial_id not in chosen:
+                chosen.append(trial_id)
+    return chosen[:limit]
+
+
+def summarize(diagnoses: pd.DataFrame | None, strategies: pd.DataFrame | None) -> str:
+    lines = []
+    if diagnoses is not None:
+        counts = diagnoses[VERDICT].value_counts()
+        parts = ", ".join(f"{counts[v]} {v}" for v in m.VERDICTS if v in counts)
+        lines.append(f"{len(diagnoses)} trials: {parts}.")
+        if "best_val_acc" in diagnoses and diagnoses["best_val_acc"].notna().any():
+            best = diagnoses.loc[diagnoses["best_val_acc"].idxmax()]
+            lines.append(f"Best trial {best[m.TRIAL_ID]}: val_acc {best['best_val_acc']:.4f} at epoch "
+                         f"{int(best['best_val_acc_epoch'])} ({best[VERDICT]}).")
+        for verdict in FLAGGED:
+            for row in diagnoses[diagnoses[VERDICT] == verdict].head(3).to_dict("records"):
+                lines.append(f"  {row[m.TRIAL_ID]} {verdict} @ epoch {row[DIAGNOSIS_EPOCH]}: {row[ADVICE]}")
+    if strategies is not None:
+        for row in strategies.to_dict("records"):
+            lines.append(f"Strategy {row['strategy']}: best_val_acc median {row['best_val_acc_median']:.4f} "
+                         f"(IQR {row['best_val_acc_q25']:.4f}-{row['best_val_acc_q75']:.4f}, n={row['n']} seeds).")
+    return "\n".join(lines)
+
+
+def _img(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+_CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;"
+        "vertical-align:top;text-align:left}img{max-width:100%}figcaption{font-size:12px;color:#555}")
+
+
+def render_html(report: Report, *, title: str, captions: dict[str, str]) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<pre>{html.escape(report.summary)}</pre>"]
+    if report.diagnoses is not None:
+        cols = [m.TRIAL_ID, VERDICT, DIAGNOSIS_EPOCH, END_STATE, "n_epochs", "best_val_acc", EVIDENCE, ADVICE]
+        table = report.diagnoses[[c for c in cols if c in report.diagnoses]]
+        parts += ["<h2>Diagnosis per trial</h2>", table.to_html(index=False, float_format="{:.4g}".format)]
+    if report.strategies is not None:
+        parts += ["<h2>Strategy comparison</h2>",
+                  format_strategy_table(report.strategies).to_html(index=False)]
+    parts.append("<h2>Figures</h2>")
+    parts += [_img(path, captions.get(name, name)) for name, path in report.images.items()]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def build_report(frame: pd.DataFrame | None, *, out_dir: str | Path, thresholds: DiagnosisThresholds | None = None,
+                 comparison_dir: str | Path | None = None, title: str = "Sweep report") -> Report:
+    """Diagnose ``frame`` (may be None for a comparison only), plot, and write the report folder."""
+    from analysis import plots  # matplotlib only when a report is drawn
+
+    if frame is None and comparison_dir is None:
+        raise ValueError("build_report needs a trial frame, a comparison folder, or both.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(out_dir=out, html=out / REPORT_HTML, diagnoses=None)
+    captions = {}
+    if frame is not None:
+        report.diagnoses = diagnose(frame, thresholds=thresholds)
+        report.diagnoses.to_csv(out / DIAGNOSES_CSV, index=False)
+        chosen = curve_trials(report.diagnoses)
+        figures = {"curves": plots.plot_curves(frame, chosen, diagnoses=report.diagnoses),
+                   "gap": plots.plot_gap(frame, diagnoses=report.diagnoses),
+                   "hyperparameters": plots.plot_hyperparameters(frame, diagnoses=report.diagnoses)}
+        captions.update(curves=f"Train vs validation curves of the best and flagged trials ({', '.join(chosen)}); "
+                               "dashed line = the epoch where the verdict shows.",
+                        gap="Generalisation gap over epochs, coloured by verdict.",
+                        hyperparameters="Final val_acc against each searched hyperparameter.")
+        for name, fig in figures.items():
+            report.images[name] = _save(fig, out / f"{name}.png")
+    if comparison_dir is not None:
+        anytime, summary = load_comparison(comparison_dir)
+        if summary is not None:
+            report.strategies = strategy_table(summary)
+            report.strategies.to_csv(out / STRATEGIES_CSV, index=False)
+        if anytime is not None:
+            report.images["anytime"] = _save(plots.plot_anytime(anytime), out / "anytime.png")
+            captions["anytime"] = "Best-so-far val_acc against compute (trial-epochs), median over seeds, IQR band."
+    report.summary = summarize(report.diagnoses, report.strategies)
+    report.html.write_text(render_html(report, title=title, captions=captions))
+    return report
+
+
+def publish(report: Report, *, tracking_uri: str | None, parent_ref: str | None = None,
+            sweep_name: str | None = None) -> str | None:
+    """Tag each trial's child run with its diagnosis and log the report to the parent run.
+
+    The parent is ``parent_ref`` (run id or experiment name) or, for a Ray folder, the latest
+    parent tagged with ``sweep_name``. Returns the parent run id, or None when there is none.
+    """
+    from analysis import mlflow_io
+
+    client = mlflow_io.client_for(tracking_uri)
+    if parent_ref is not None:
+        parent = mlflow_io.resolve_parent(client, parent_ref)
+    else:
+        parent = mlflow_io.parent_for_sweep(client, sweep_name or "")
+        if parent is None:
+            return None
+    if report.diagnoses is not None:
+        mlflow_io.write_diagnosis_tags(client, report.diagnoses, run_ids=mlflow_io.trial_run_ids(client, parent))
+    mlflow_io.log_report(client, parent.info.run_id, report.out_dir)
+    return parent.info.run_id
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("sweep", help="Ray experiment folder, sweeps.compare folder, or (with --tracking-uri) an "
+                                 "MLflow experiment name / parent run id")
+    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
+                   help="MLflow tracking URI: read from it / write tags and the report to it")
+    p.add_argument("--out", help="report folder (default <sweep>/report, or ./reports/<name> for MLflow)")
+    p.add_argument("--compare", help="a sweeps.compare folder to add the strategy comparison from")
+    p.add_argument("--no-mlflow", action="store_true", help="do not write tags or the report to MLflow")
+    p.add_argument("--thresholds", help="JSON object or file overriding diagnosis thresholds")
+    group = p.add_argument_group("diagnosis thresholds (see analysis/thresholds.py for why each default)")
+    for f in fields(DiagnosisThresholds):
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"th_{f.name}", type=type(f.default),
+                           default=None, help=f"default {f.default}")
+    return p
+
+
+def _thresholds(args: argparse.Namespace) -> DiagnosisThresholds:
+    base = thresholds_from_json(args.thresholds) if args.thresholds else DiagnosisThresholds()
+    flags = {f.name: getattr(args, f"th_{f.name}") for f in fields(DiagnosisThresholds)
+             if getattr(args, f"th_{f.name}") is not None}
+    return thresholds_from_mapping(flags, base=base)
+
+
+def _has_trials(path: Path) -> bool:
+    try:
+        trial_folders(path)
+    except ValueError:
+        return False
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    thresholds = _thresholds(args)  # bad thresholds fail before anything is read
+    source = Path(args.sweep)
+    comparison = args.compare or (str(source) if source.is_dir() and is_comparison_folder(source) else None)
+    frame, parent_ref, sweep_name = None, None, None
+    if source.is_dir():
+        if _has_trials(source) or comparison is None:
+            frame = load_ray_results(source)  # raises with a hint when the folder holds no trials
+            sweep_name = source.resolve().name
+        out = Path(args.out) if args.out else source / "report"
+    elif args.tracking_uri:
+        from analysis.mlflow_io import load_mlflow
+
+        frame, parent_ref = load_mlflow(args.sweep, tracking_uri=args.tracking_uri), args.sweep
+        out = Path(args.out) if args.out else Path("reports") / args.sweep
+    else:
+        raise SystemExit(f"{args.sweep!r} is not a folder. Pass a Ray experiment folder or a sweeps.compare "
+                         "folder, or an MLflow experiment name / parent run id together with --tracking-uri.")
+    report = build_report(frame, out_dir=out, thresholds=thresholds, comparison_dir=comparison,
+                          title=f"Sweep report: {source.name or args.sweep}")
+    print(report.summary)
+    print(f"Report: {report.html}")
+    if args.tracking_uri and not args.no_mlflow and frame is not None:
+        parent_id = publish(report, tracking_uri=args.tracking_uri, parent_ref=parent_ref, sweep_name=sweep_name)
+        print(f"MLflow: tagged trials and logged the report to parent run {parent_id}" if parent_id else
+              f"MLflow: no parent run tagged {m.TAG_SWEEP_NAME}={sweep_name!r}; nothing written.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

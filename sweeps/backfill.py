@@ -1,0 +1,191 @@
+"""``python -m sweeps.backfill <experiment folder>``: make MLflow match a sweep's Ray results.
+
+For a sweep whose tracking server was down or slow (or whose driver died), this writes from
+Ray's own records (each trial's ``result.json`` and ``params.json``, the trial statuses in the
+newest ``experiment_state-*.json``) whatever MLflow lacks: the parent run, child runs, params,
+epochs not yet logged, end states, final statuses and the summary artifacts. It finds the
+existing runs by the sweep's folder and Ray's trial ids and skips logged steps, so running it
+twice changes nothing and a partial run is completed, not duplicated. Run it after the sweep
+has ended (a live sweep's driver logs its own runs).
+
+Exit codes: 0 done, 2 bad input (not an experiment folder, unusable tracking URI).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from sweeps.config import CONFIG_FILE
+from sweeps.redact import redact_uri
+from sweeps.summary import BEST_CONFIG_JSON
+from sweeps.tracking_config import TrackingConfig, TrackingError, add_tracking_args, tracking_from_args
+from sweeps.tracking_runs import FINISHED, KILLED, RUNNING, RunStore, read_results, run_status, trial_max_epochs
+from trainables.metrics import END_STATE_TAG, TRIAL_ID
+
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
+_TERMINATED, _ERROR = "TERMINATED", "ERROR"  # Ray's final trial statuses
+_STATE_GLOB = "experiment_state-*.json"
+
+
+@dataclass(frozen=True)
+class RayTrial:
+    """One trial as Ray recorded it."""
+
+    trial_id: str
+    config: dict[str, Any]
+    results: list[dict[str, Any]]
+    status: str  # Ray's: TERMINATED, ERROR, or PENDING/RUNNING/PAUSED for an interrupted sweep
+
+
+@dataclass
+class BackfillReport:
+    runs_created: int = 0
+    epochs_logged: int = 0
+    runs_finished: int = 0
+
+    def __str__(self) -> str:
+        if not (self.runs_created or self.epochs_logged or self.runs_finished):
+            return "MLflow already matches the Ray results: nothing to backfill."
+        return (f"Backfilled: {self.runs_created} run(s) created, {self.epochs_logged} epoch record(s) logged, "
+                f"{self.runs_finished} run status(es) set.")
+
+
+def trial_statuses(folder: Path) -> dict[str, tuple[str, str]]:
+    """Trial folder name -> (trial id, Ray status), from the newest experiment state file."""
+    states = sorted(folder.glob(_STATE_GLOB))
+    if not states:
+        return {}
+    data = json.loads(states[-1].read_text())
+    out = {}
+    for entry in data.get("trial_data", []):
+        trial = json.loads(entry[0]) if isinstance(entry, list) else entry
+        out[trial.get("relative_logdir", "")] = (trial["trial_id"], trial.get("status", ""))
+    return out
+
+
+def read_trials(folder: Path) -> list[RayTrial]:
+    """Every trial folder Ray wrote under ``folder`` (config, epochs and status)."""
+    statuses = trial_statuses(folder)
+    trials = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        params = sub / "params.json"
+        results = read_results(sub / "result.json")
+        if not params.is_file() and not results:
+            continue  # not a trial folder (e.g. driver artifacts)
+        trial_id, status = statuses.get(sub.name, ("", ""))
+        trial_id = trial_id or next((r[TRIAL_ID] for r in results if r.get(TRIAL_ID)), "")
+        if not trial_id:
+            continue  # neither the state file nor a result names it: nothing to attach it to
+        if not status:  # no state file: judge by Ray's error file and the results
+            status = _ERROR if (sub / "error.txt").exists() else _TERMINATED if results else "PENDING"
+        config = json.loads(params.read_text()) if params.is_file() else dict(results[-1].get("config", {}))
+        trials.append(RayTrial(trial_id, config, [{k: v for k, v in r.items() if k != "config"} for r in results],
+                               status))
+    return trials
+
+
+def _sweep_settings(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG_FILE
+    return json.loads(path.read_text()).get("sweep", {}) if path.is_file() else {}
+
+
+def _parent(store: RunStore, folder: Path, settings: dict[str, Any], report: BackfillReport) -> str:
+    from sweeps.tracking import parent_tags, safe_params
+
+    name = folder.name
+    parent = store.find_parent(sweep_name=name, folder=redact_uri(str(folder)))
+    if parent is not None:
+        return parent.info.run_id
+    report.runs_created += 1
+    tags = parent_tags(sweep_name=name, folder=str(folder), search=str(settings.get("search", "unknown")),
+                       scheduler=str(settings.get("scheduler", "unknown")))
+    return store.create_parent(sweep_name=name, params=safe_params(settings), tags=tags)
+
+
+def sync_trial(store: RunStore, parent_id: str, trial: RayTrial, *, sweep_name: str, existing: Any,
+               sweep_max_epochs: int | None, report: BackfillReport) -> None:
+    """Bring one child run up to Ray's record of the trial."""
+    from sweeps.summary import end_state
+
+    if existing is None:
+        state = store.create_child(parent_id, trial_id=trial.trial_id, sweep_name=sweep_name, config=trial.config)
+        report.runs_created += 1
+    else:
+        state = store.child_state(existing)
+        store.ensure_params(state, trial.config)
+    report.epochs_logged += store.log_epochs(state, trial.results)
+    if trial.status in (_TERMINATED, _ERROR):
+        budget = trial_max_epochs(trial.config, sweep_max_epochs=sweep_max_epochs)
+        ended = end_state(trial.results[-1] if trial.results else None, max_epochs=budget or 0,
+                          errored=trial.status == _ERROR)
+        done = existing is not None and existing.data.tags.get(END_STATE_TAG) == ended
+        if not done or state.status != run_status(ended):
+            store.finish_child(state, state_name=ended)
+            report.runs_finished += 1
+    elif state.status == RUNNING:
+        store.set_status(state.run_id, KILLED)  # interrupted; a --resume reopens it
+        report.runs_finished += 1
+
+
+def backfill(folder: str | Path, *, tracking: TrackingConfig) -> BackfillReport:
+    """Make the MLflow store of ``tracking`` match the Ray results in ``folder``; idempotent."""
+    from sweeps.tracking import check_tracking, log_sweep_artifacts
+
+    folder = Path(os.path.abspath(folder))
+    if not folder.is_dir() or not (any(folder.glob(_STATE_GLOB)) or (folder / CONFIG_FILE).is_file()):
+        raise ValueError(f"The value of `folder` is {str(folder)!r}, but it must be a Ray experiment folder "
+                         f"(with {_STATE_GLOB} or {CONFIG_FILE}). Pass --storage-path/<name> of the sweep.")
+    uri = check_tracking(tracking)
+    store = RunStore.connect(uri, tracking.experiment)
+    report = BackfillReport()
+    settings = _sweep_settings(folder)
+    parent_id = _parent(store, folder, settings, report)
+    children = store.children(parent_id)
+    trials = read_trials(folder)
+    max_epochs = settings.get("max_epochs")
+    for trial in trials:
+        sync_trial(store, parent_id, trial, sweep_name=folder.name, existing=children.get(trial.trial_id),
+                   sweep_max_epochs=max_epochs, report=report)
+    finished = bool(trials) and all(t.status in (_TERMINATED, _ERROR) for t in trials)
+    parent_status = FINISHED if finished else KILLED
+    if store.client.get_run(parent_id).info.status != parent_status:
+        store.set_status(parent_id, parent_status)
+        report.runs_finished += 1
+    best = _best(folder)
+    log_sweep_artifacts(store, parent_id, folder=str(folder), best_trial_id=best.get(TRIAL_ID),
+                        best_checkpoint=best.get("checkpoint"), uri=uri)
+    return report
+
+
+def _best(folder: Path) -> dict[str, Any]:
+    path = folder / BEST_CONFIG_JSON
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        return {}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sweeps.backfill", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", help="the sweep's experiment folder: <storage path>/<name>")
+    add_tracking_args(parser)
+    ns = parser.parse_args(argv)
+    try:
+        tracking = tracking_from_args(ns)
+        if not tracking.enabled:
+            raise ValueError("--no-mlflow makes backfill a no-op: there is nothing to write to. Drop the flag.")
+        report = backfill(ns.folder, tracking=tracking)
+    except (ValueError, TypeError, TrackingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(report)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

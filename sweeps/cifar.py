@@ -1,0 +1,164 @@
+"""``python -m sweeps.cifar``: a hyperparameter sweep of the CIFAR-10 CNN on Ray Tune.
+
+Locally by default (starts Ray on this machine's CPUs) or on a running cluster (--address).
+With no flags: Hyperopt (TPE) + ASHA over the built-in space. ``--smoke``: about two minutes
+on 2 CPU cores. ``--print-space``: show the space (with the reason for each range) and exit.
+
+Exit codes: 0 success, 1 the sweep failed (every trial errored, or Ray failed), 2 bad input
+(space, flags, address, dataset), reported before any trial starts.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from typing import Any, Sequence
+
+from sweeps.config import (DEFAULT_MAX_EPOCHS, DEFAULT_NUM_SAMPLES, SCHEDULERS, SEARCHES, SMOKE_GRACE_PERIOD,
+                           SMOKE_MAX_EPOCHS, SMOKE_NUM_SAMPLES, SMOKE_SUBSET, SweepConfig, check_address)
+from sweeps.tracking_config import TRACKING_ARGS, add_tracking_args, tracking_from_args
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+SPACE_HELP = textwrap.dedent("""\
+    search space file (YAML or JSON), one entry per hyperparameter of trainables.config:
+      lr: {loguniform: [1.0e-4, 1.0e-1]}     head_dropout: {uniform: [0.0, 0.5]}
+      filters: {quniform: [16, 64, 16]}      num_blocks: {randint: [2, 5]}  (high excluded)
+      batch_size: {choice: [64, 128]}        weight_decay: {grid: [1.0e-4, 5.0e-4]}  (not with hyperopt)
+      epochs: 5  (a constant)                momentum: {uniform: [0.8, 0.99], when: {optimizer: sgd}}
+    optional per entry: reason: "why this range". Default: the built-in space for --search.""")
+
+EPILOG = textwrap.dedent("""\
+    examples:
+      python -m sweeps.cifar --smoke                      # ~2 minutes on 2 cores
+      python -m sweeps.cifar --print-space                # the default space, with reasons
+      python -m sweeps.cifar --search grid --scheduler fifo
+      python -m sweeps.cifar --address auto --cpus-per-trial 4 --gpus-per-trial 0.25
+      python -m sweeps.cifar --resume --name sweep-hyperopt-asha-20250101-120000
+    exit codes: 0 ok, 1 sweep failed (all trials errored / Ray error), 2 bad input.""")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = SweepConfig()
+    p = argparse.ArgumentParser(prog="python -m sweeps.cifar", description=__doc__.split("\n\n")[1],
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = p.add_argument_group("search")
+    s.add_argument("--search", choices=SEARCHES, default=d.search,
+                   help="hyperopt: seeded TPE with known-good starting points; random: random sampling; "
+                        "grid: every grid value (default: %(default)s)")
+    s.add_argument("--scheduler", choices=SCHEDULERS, default=d.scheduler,
+                   help="early stopping: asha (async successive halving), hyperband (pauses/resumes trials "
+                        "from checkpoints), fifo (none) (default: %(default)s)")
+    s.add_argument("--space", metavar="FILE", help=SPACE_HELP)
+    s.add_argument("--print-space", action="store_true", help="print the space the sweep would use, with the "
+                   "reason for each range, and exit")
+    s.add_argument("--num-samples", type=int, metavar="N", help=f"trials to sample; with grid, repeats of the "
+                   f"whole grid (default: {DEFAULT_NUM_SAMPLES}; grid 1; smoke {SMOKE_NUM_SAMPLES})")
+    s.add_argument("--max-epochs", type=int, metavar="E", help=f"epochs per trial at most, the schedulers' max_t "
+                   f"(default: {DEFAULT_MAX_EPOCHS}; smoke {SMOKE_MAX_EPOCHS})")
+    s.add_argument("--grace-period", type=int, metavar="E", help=f"epochs before ASHA may stop a trial "
+                   f"(default: {d.grace_period}; smoke {SMOKE_GRACE_PERIOD})")
+    s.add_argument("--reduction-factor", type=int, default=d.reduction_factor, metavar="R",
+                   help="ASHA/Hyperband keep 1/R of trials at each rung (default: %(default)s)")
+    s.add_argument("--max-concurrent", type=int, default=d.max_concurrent, metavar="N",
+                   help="trials running at once; 0 = as many as the cluster's CPUs/GPUs fit (default: %(default)s)")
+    s.add_argument("--seed", type=int, default=d.seed, help="seeds the searcher and every trial (default: %(default)s)")
+    s.add_argument("--smoke", action="store_true", help=f"tiny space, {SMOKE_MAX_EPOCHS} epochs, "
+                   f"{SMOKE_NUM_SAMPLES} trials, {SMOKE_SUBSET} training images: ~2 minutes on 2 cores")
+    r = p.add_argument_group("resources and cluster")
+    r.add_argument("--cpus-per-trial", type=float, default=d.cpus_per_trial, metavar="C",
+                   help="CPUs reserved per trial; also its torch threads (default: %(default)s)")
+    r.add_argument("--gpus-per-trial", type=float, default=d.gpus_per_trial, metavar="G",
+                   help="GPUs per trial, fractions share a GPU (0.25 = 4 trials/GPU) (default: %(default)s)")
+    r.add_argument("--address", help="Ray cluster to join: host:port, ray://host:port or auto (one started by "
+                   "`ray up`/`ray start`); default: start Ray locally on this machine's CPUs")
+    g = p.add_argument_group("data")
+    g.add_argument("--data-dir", help="CIFAR-10 folder (cifar-10-batches-py or its parent); default: $CIFAR10_DIR, "
+                   "./data/cifar-10-batches-py or ../shared/data/cifar-10-batches-py, else ./data")
+    g.add_argument("--download", action=argparse.BooleanOptionalAction, default=d.download,
+                   help="download CIFAR-10 into --data-dir when missing (default: no)")
+    g.add_argument("--subset", type=int, metavar="N", help=f"stratified subsample of N training images; 0 = all "
+                   f"(default: 0; smoke {SMOKE_SUBSET})")
+    o = p.add_argument_group("results")
+    o.add_argument("--storage-path", default=d.storage_path, help="results folder (made absolute) or a URI Ray "
+                   "accepts, e.g. s3://bucket/sweeps (default: ./%(default)s)")
+    o.add_argument("--name", help="experiment name, a folder under --storage-path (default: "
+                   "sweep-<search>-<scheduler>-<timestamp>)")
+    o.add_argument("--resume", action="store_true", help="continue the interrupted sweep --name: finished "
+                   "trials are kept, unfinished and errored ones resume from their last checkpoint")
+    o.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, metavar="K",
+                   help="checkpoints kept per trial, best by val_acc, plus the latest (default: %(default)s)")
+    o.add_argument("--max-failures", type=int, default=d.max_failures, metavar="N",
+                   help="retries of a failed trial from its last checkpoint (default: %(default)s)")
+    o.add_argument("--reuse-actors", action=argparse.BooleanOptionalAction, default=d.reuse_actors,
+                   help="reuse trial processes between trials, saving process start-up (default: yes)")
+    o.add_argument("--top-k", type=int, default=d.top_k, help="trials listed in the summary (default: %(default)s)")
+    o.add_argument("--verbose", type=int, choices=(0, 1, 2), default=d.verbose,
+                   help="Ray Tune output: 0 silent, 1 status table, 2 every result (default: %(default)s)")
+    add_tracking_args(p)
+    return p
+
+
+def _resolve(ns: argparse.Namespace) -> dict[str, Any]:
+    """Flags left unset take smoke or grid defaults where those differ from the plain ones."""
+    values = {k: v for k, v in vars(ns).items() if k != "print_space" and k not in TRACKING_ARGS}
+    if values["num_samples"] is None:
+        values["num_samples"] = (SMOKE_NUM_SAMPLES if ns.smoke and ns.search != "grid"
+                                 else 1 if ns.search == "grid" else DEFAULT_NUM_SAMPLES)
+    smoke = {"max_epochs": SMOKE_MAX_EPOCHS, "grace_period": SMOKE_GRACE_PERIOD, "subset": SMOKE_SUBSET}
+    plain = {"max_epochs": DEFAULT_MAX_EPOCHS, "grace_period": SweepConfig().grace_period, "subset": 0}
+    for key in smoke:
+        if values[key] is None:
+            values[key] = smoke[key] if ns.smoke else plain[key]
+    return values
+
+
+def parse_args(argv: Sequence[str] | None = None) -> SweepConfig:
+    """Command line -> validated SweepConfig. Raises ValueError/TypeError on an invalid combination."""
+    return SweepConfig(**_resolve(build_parser().parse_args(argv)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = parse_args(argv)
+        from sweeps.space import format_space, resolve_space
+
+        # Space and address are checked before torch and Ray are imported (tens of seconds on a
+        # busy machine), so those mistakes fail in about a second. A resumed sweep keeps its space.
+        space = None if cfg.resume else resolve_space(search=cfg.search, smoke=cfg.smoke, path=cfg.space,
+                                                      max_epochs=cfg.max_epochs, seed=cfg.seed)
+        if "--print-space" in argv and space is not None:
+            print(format_space(space))
+            return EXIT_OK
+        check_address(cfg.address)
+        from sweeps.tracking import check_tracking, for_sweep
+        from sweeps.tuner import execute, prepare, report_text  # Ray is imported only to sweep
+
+        tracking = tracking_from_args(build_parser().parse_args(argv))
+        if tracking.enabled:
+            check_tracking(tracking)  # an unreachable/malformed MLflow URI: TrackingError, a ValueError
+        prepared = prepare(cfg)  # every input check, before any trial: SweepInputError is a ValueError
+        callback = for_sweep(prepared.cfg, tracking)
+    except (ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(prepared.plan, flush=True)
+    try:
+        outcome = execute(prepared, callbacks=[callback] if callback is not None else [])
+    except Exception as exc:  # a Ray/Tune failure mid-sweep: finished trials stay on storage for --resume
+        print(f"error: the sweep failed: {type(exc).__name__}: {exc}\nContinue it with --resume "
+              f"--name {prepared.cfg.name} --storage-path {prepared.cfg.storage_uri}", file=sys.stderr)
+        return EXIT_FAILED
+    print(report_text(outcome), flush=True)
+    if callback is not None:
+        callback.log_summary(outcome.summary)
+    if not outcome.ok:
+        print("error: every trial errored; see error.txt in the trial folders under "
+              f"{outcome.summary.experiment_path}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

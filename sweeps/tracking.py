@@ -1,0 +1,402 @@
+"""MLflow tracking of sweeps: one parent run per sweep, one nested child run per trial.
+
+Why not Ray's ``ray.air.integrations.mlflow.MLflowLoggerCallback``: it creates one flat run per
+trial with no parent run, logs every result synchronously on the driver's scheduling loop (a
+slow server stalls the sweep), keeps its trial->run map only in memory (so ``--resume`` or a
+restored driver starts duplicate runs), has no retry, no end-state tag and no way to write
+back what a server outage lost. Here the callback only buffers; ``TrackingWriter`` sends
+batched requests from a background thread; child runs are found again by Ray's trial id and
+already-logged steps are skipped, so resuming, retrying and ``python -m sweeps.backfill`` are
+all idempotent.
+
+Everything is logged from the driver, so trials on worker nodes never talk to MLflow. The
+default store is MLflow's own default, ``sqlite:///mlflow.db`` in the working directory
+(``mlflow ui`` started in the same directory shows it, no server needed); a cluster shares a
+tracking server through ``--mlflow-tracking-uri`` or ``MLFLOW_TRACKING_URI``.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+from urllib.parse import urlsplit
+
+from ray import tune
+
+from sweeps.redact import redact_text, redact_uri, secret_values
+from sweeps.tracking_config import ENV_TRACKING_URI, TrackingConfig, TrackingError
+from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV, end_state
+from sweeps.tracking_runs import (FINISHED, KILLED, RUNNING, ROLE_COMPARISON, TAG_BEST_TRIAL, TAG_PACKAGE_VERSION,
+                                  TAG_SWEEP_FOLDER, RunStore, param_values, read_results, trial_max_epochs)
+from sweeps.tracking_writer import TrackingWriter, Unlogged
+from trainables.metrics import ROLE_PARENT, TAG_ROLE, TAG_SCHEDULER, TAG_SEARCH, TAG_SWEEP_NAME
+
+if TYPE_CHECKING:
+    from sweeps.config import SweepConfig
+    from sweeps.summary import SweepSummary
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PACKAGE = "cnn-sweeps"
+# MLflow's HTTP client retries 7 times with backoff factor 2 and a 120 s timeout by default:
+# minutes per request against a dead server. The writer retries on its own (with backoff,
+# bounded by the flush timeout), so each request gives up quickly. setdefault: a user's
+# explicit MLFLOW_HTTP_* settings still win.
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+_HTTP_SCHEMES = ("http", "https")
+_CHECKPOINT_ARTIFACT = "best_checkpoint"
+
+
+def configure_http_client() -> None:
+    """Short per-request retries for MLflow's HTTP client in this (driver) process; see _HTTP_DEFAULTS."""
+    for key, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return redact_text(first, secrets=secret_values(os.environ))[:300]
+
+
+def check_tracking(config: TrackingConfig) -> str:
+    """Resolve the tracking URI and prove it works (creating the experiment), before compute.
+
+    Raises ``TrackingError`` naming the (redacted) URI, what failed and how to fix it.
+    """
+    uri = config.resolved_uri()
+    shown = redact_uri(uri)
+    fix = ("Fix: start the server (mlflow server --host 0.0.0.0 --port 5000) or correct --mlflow-tracking-uri / "
+           f"${ENV_TRACKING_URI}; leave both unset to log to the local store sqlite:///mlflow.db; or pass "
+           "--no-mlflow to sweep without tracking.")
+    parts = urlsplit(uri)
+    if parts.scheme in _HTTP_SCHEMES and not parts.hostname:
+        raise TrackingError(f"MLflow tracking URI {shown!r} is malformed: it has no host. {fix}")
+    configure_http_client()
+    try:
+        RunStore.connect(uri, config.experiment)
+    except Exception as exc:  # unsupported scheme, refused connection, auth, bad database path
+        raise TrackingError(f"MLflow tracking URI {shown!r} is unreachable or invalid "
+                            f"({type(exc).__name__}: {_reason(exc)}). {fix}") from None
+    return uri
+
+
+def git_commit(directory: str | Path | None = None) -> str | None:
+    """The checkout's commit (MLflow's ``mlflow.source.git.commit``), or None outside git."""
+    directory = Path(directory) if directory is not None else Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) == 40 else None
+
+
+def package_version() -> str:
+    try:
+        return metadata.version(PACKAGE)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def parent_tags(*, sweep_name: str, folder: str, search: str, scheduler: str) -> dict[str, str]:
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
+
+    tags = {TAG_ROLE: ROLE_PARENT, TAG_SWEEP_NAME: sweep_name, TAG_SWEEP_FOLDER: redact_uri(folder),
+            TAG_SEARCH: search, TAG_SCHEDULER: scheduler, TAG_PACKAGE_VERSION: package_version()}
+    commit = git_commit()
+    if commit:
+        tags[MLFLOW_GIT_COMMIT] = commit
+    return tags
+
+
+def safe_params(settings: Mapping[str, Any]) -> dict[str, str]:
+    """Sweep settings as params, with any URI or secret in them masked."""
+    secrets = secret_values(os.environ)
+    return {k: redact_text(v, secrets=secrets) for k, v in param_values(settings).items()}
+
+
+def retry(fn: Callable[[], T], *, what: str, uri: str, attempts: int = 3, first_backoff_s: float = 1.0) -> T | None:
+    """Run ``fn`` with bounded retries; on final failure, one warning line and None."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt == attempts - 1:
+                logger.warning("MLflow at %s: could not %s (%s: %s). Run `python -m sweeps.backfill <experiment "
+                               "folder>` once it is reachable.", redact_uri(uri), what, type(exc).__name__, _reason(exc))
+            else:
+                time.sleep(first_backoff_s * 2 ** attempt)
+    return None
+
+
+def _local_dir(path: str | None) -> Path | None:
+    """A local folder for ``path`` (plain or file:// paths); None for remote storage."""
+    if not path:
+        return None
+    if "://" in path and not path.startswith("file://"):
+        return None
+    local = Path(path.removeprefix("file://"))
+    return local if local.exists() else None
+
+
+class MlflowTrackingCallback(tune.Callback):
+    """Logs a sweep to MLflow from the driver. Build it with ``for_sweep`` (None when disabled)."""
+
+    def __init__(self, tracking: TrackingConfig, *, sweep_name: str, folder: str, settings: Mapping[str, Any],
+                 search: str, scheduler: str, max_epochs: int | None = None, resume: bool = False):
+        self.tracking = tracking
+        self.sweep_name = sweep_name
+        self.folder = folder
+        self.settings = dict(settings)
+        self.search = search
+        self.scheduler = scheduler
+        self.max_epochs = max_epochs
+        self.resume = resume
+        self.parent_run_id: str | None = None
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        self._uri: str | None = None
+        self._store: RunStore | None = None
+        self._writer: TrackingWriter | None = None
+        self._ended = False
+        self._previous_sigterm: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles callbacks into the experiment folder (tuner.pkl): never a live thread or
+        # client, and never a URI with credentials in it (the resume passes the flag again).
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        uri = self.tracking.tracking_uri
+        if uri and redact_uri(uri) != uri:
+            state["tracking"] = TrackingConfig(enabled=self.tracking.enabled, tracking_uri=None,
+                                               experiment=self.tracking.experiment,
+                                               flush_timeout_s=self.tracking.flush_timeout_s,
+                                               max_backoff_s=self.tracking.max_backoff_s)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_runtime()
+
+    def get_state(self) -> dict[str, Any] | None:
+        """Saved by Ray with the experiment state; restoring it means this is a resumed sweep."""
+        return {"parent_run_id": self.parent_run_id}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.resume = True
+        self.parent_run_id = state.get("parent_run_id")
+
+    # --- start ------------------------------------------------------------------------------------
+    def setup(self, **info: Any) -> None:
+        configure_http_client()
+        self._uri = self.tracking.resolved_uri()
+        self._store = store = RunStore.connect(self._uri, self.tracking.experiment)
+        parent = self._find_parent(store) if self.resume else None
+        known = {}
+        if parent is None:
+            tags = parent_tags(sweep_name=self.sweep_name, folder=self.folder, search=self.search,
+                               scheduler=self.scheduler)
+            self.parent_run_id = store.create_parent(sweep_name=self.sweep_name, params=safe_params(self.settings),
+                                                     tags=tags)
+        else:
+            self.parent_run_id = parent.info.run_id
+            if parent.info.status != RUNNING:
+                store.set_status(self.parent_run_id, RUNNING)
+            known = store.children(self.parent_run_id)
+        self._writer = TrackingWriter(store, parent_id=self.parent_run_id, sweep_name=self.sweep_name,
+                                      uri_for_messages=redact_uri(self._uri), known_runs=known,
+                                      max_backoff_s=self.tracking.max_backoff_s)
+        self._writer.start()
+        atexit.register(self._at_exit)
+        self._catch_sigterm()
+        logger.info("MLflow: sweep %s logged to %s, experiment %r, parent run %s", self.sweep_name,
+                    redact_uri(self._uri), self.tracking.experiment, self.parent_run_id)
+
+    def _find_parent(self, store: RunStore) -> Any:
+        if self.parent_run_id:
+            try:
+                run = store.client.get_run(self.parent_run_id)
+                if run.info.experiment_id == store.experiment_id and run.info.lifecycle_stage == "active":
+                    return run
+            except Exception:  # not in this store (e.g. the resume logs elsewhere): look it up by tags
+                pass
+        return store.find_parent(sweep_name=self.sweep_name, folder=redact_uri(self.folder))
+
+    def _catch_sigterm(self) -> None:
+        # Ray Tune handles SIGINT itself (and then calls on_experiment_end); a SIGTERM would end
+        # the driver with no cleanup at all, leaving runs RUNNING. Turn it into SystemExit so the
+        # atexit hook marks them KILLED. Only the main thread may set handlers.
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            self._previous_sigterm = signal.SIG_DFL
+            signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+    def _restore_sigterm(self) -> None:
+        if self._previous_sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
+
+    # --- trials -------------------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self._writer is not None:
+            self._writer.trial_started(trial.trial_id, trial.config)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if self._writer is not None:
+            self._writer.trial_results(trial.trial_id, trial.config,
+                                       [{k: v for k, v in result.items() if k != "config"}])
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._trial_ended(trial, errored=False)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._trial_ended(trial, errored=True)
+
+    def _trial_ended(self, trial: Any, *, errored: bool) -> None:
+        if self._writer is None:
+            return
+        budget = trial_max_epochs(trial.config, sweep_max_epochs=self.max_epochs)
+        state = end_state(trial.last_result, max_epochs=budget or 0, errored=errored)
+        self._writer.trial_ended(trial.trial_id, trial.config, state=state)
+
+    # --- end ------------------------------------------------------------------------------------------
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self._writer is None or self._ended:
+            return
+        finished = True
+        for trial in trials:
+            status = trial.status
+            if status in ("TERMINATED", "ERROR"):
+                if not self._writer.handled(trial.trial_id):
+                    self._reconcile(trial, errored=status == "ERROR")
+            else:
+                finished = False  # interrupted: pending, paused or still running
+                self._writer.trial_ended(trial.trial_id, trial.config, state=None)
+        parent_id = self.parent_run_id
+        self._writer.call("finish the parent run",
+                          lambda store: store.set_status(parent_id, FINISHED if finished else KILLED))
+        self._close()
+
+    def _reconcile(self, trial: Any, *, errored: bool) -> None:
+        """A trial that ended before this driver started (a resumed sweep): bring its run up to date
+        from Ray's result file (all epochs, in case the old driver died before logging them)."""
+        path = _local_dir(getattr(trial, "local_path", None))
+        results = read_results(path / "result.json") if path is not None else []
+        if not results and trial.last_result:
+            results = [dict(trial.last_result)]
+        assert self._writer is not None
+        self._writer.trial_results(trial.trial_id, trial.config, [{k: v for k, v in r.items() if k != "config"}
+                                                                  for r in results])
+        self._trial_ended(trial, errored=errored)
+
+    def _close(self) -> None:
+        assert self._writer is not None
+        self._ended = True
+        unlogged = self._writer.close(self.tracking.flush_timeout_s)
+        self._restore_sigterm()
+        if unlogged:
+            self._warn_unlogged(unlogged)
+
+    def _warn_unlogged(self, unlogged: Unlogged) -> None:
+        calls = f", and could not {'; '.join(unlogged.calls)}" if unlogged.calls else ""
+        logger.warning("MLflow at %s: %d epoch record(s) of %d trial(s) were not logged%s. Write them later with "
+                       "`python -m sweeps.backfill %s`.", redact_uri(self._uri or ""), unlogged.epochs,
+                       unlogged.trials, calls, redact_uri(self.folder))
+
+    def _at_exit(self) -> None:
+        # The driver exits without on_experiment_end (an exception in Tune, SystemExit from
+        # SIGTERM): the open runs are marked KILLED so nothing stays RUNNING.
+        if self._writer is None or self._ended:
+            return
+        for trial_id in self._writer.open_trials():
+            self._writer.trial_ended(trial_id, {}, state=None)
+        parent_id = self.parent_run_id
+        self._writer.call("mark the parent run KILLED", lambda store: store.set_status(parent_id, KILLED))
+        self._close()
+
+    # --- after the sweep ---------------------------------------------------------------------------
+    def log_summary(self, summary: "SweepSummary") -> None:
+        """Attach the sweep's summary table, best config and best checkpoint to the parent run,
+        with the best trial's id as a tag. Bounded retries; a failure is one warning line."""
+        if self._store is None or self.parent_run_id is None:
+            return
+        log_sweep_artifacts(self._store, self.parent_run_id, folder=summary.experiment_path,
+                            best_trial_id=summary.best_trial_id, best_checkpoint=summary.best_checkpoint,
+                            uri=self._uri or "")
+
+
+def log_sweep_artifacts(store: RunStore, parent_id: str, *, folder: str, best_trial_id: str | None,
+                        best_checkpoint: str | None, uri: str) -> None:
+    """Upload what is missing of the sweep's artifacts (idempotent: backfill calls it too)."""
+    local = _local_dir(folder)
+    files = [local / name for name in (SUMMARY_CSV, BEST_CONFIG_JSON)] if local is not None else []
+    checkpoint = _local_dir(best_checkpoint)
+
+    def upload() -> None:
+        for path in files:
+            if path.is_file():
+                store.log_file_once(parent_id, path)
+        if checkpoint is not None and checkpoint.is_dir():
+            store.log_dir_once(parent_id, checkpoint, artifact_path=_CHECKPOINT_ARTIFACT)
+        if best_trial_id:
+            store.set_tags(parent_id, {TAG_BEST_TRIAL: best_trial_id})
+
+    retry(upload, what="log the sweep's summary and best checkpoint", uri=uri)
+
+
+def for_sweep(config: "SweepConfig", tracking: TrackingConfig) -> MlflowTrackingCallback | None:
+    """The callback for one sweep (None with --no-mlflow). ``config.name`` must be resolved."""
+    if not tracking.enabled:
+        return None
+    if config.name is None:
+        raise ValueError("The value of `name` is None, but the MLflow callback needs the sweep's experiment name. "
+                         "Resolve it first: config.replace(name=sweeps.tuner.default_name(config)).")
+    return MlflowTrackingCallback(tracking, sweep_name=str(config.name), folder=config.experiment_path,
+                                  settings=config.to_dict(), search=config.search, scheduler=config.scheduler,
+                                  max_epochs=config.max_epochs, resume=config.resume)
+
+
+def log_comparison(folder: str | Path, *, tracking: TrackingConfig, run_id: str | None = None,
+                   name: str | None = None, params: Mapping[str, Any] | None = None) -> str | None:
+    """Log a strategy comparison's tables and plots (``sweeps.compare``'s output folder).
+
+    Into ``run_id`` when given, else into a new run tagged ``sweep.role=comparison`` named
+    ``name`` (default: the folder's name). Returns the run id, or None (with one warning line)
+    when MLflow could not be reached or tracking is disabled.
+    """
+    if not tracking.enabled:
+        return None
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".csv", ".png", ".svg", ".json"))
+    configure_http_client()
+    uri = tracking.resolved_uri()
+
+    def upload() -> str:
+        store = RunStore.connect(uri, tracking.experiment)
+        rid = run_id
+        if rid is None:
+            run = store.client.create_run(store.experiment_id, run_name=name or folder.name,
+                                          tags={TAG_ROLE: ROLE_COMPARISON})
+            rid = run.info.run_id
+            if params:
+                store.log_params(rid, safe_params(params))
+        for path in files:
+            store.log_file_once(rid, path)
+        if run_id is None:
+            store.set_status(rid, FINISHED)
+        return rid
+
+    return retry(upload, what=f"log the comparison in {folder}", uri=uri)

@@ -1,0 +1,282 @@
+"""Build and run the Tune sweep: checks first, then data once, Ray, the Tuner, the summary.
+
+``prepare`` does everything that can fail on bad input (space, address, dataset, resources)
+and raises ``SweepInputError`` within seconds, before any trial starts; ``execute`` runs the
+Tuner (fresh or ``--resume``) and summarises. ``run_sweep`` is the two together.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import ray
+from ray import tune
+
+from sweeps.config import CONFIG_FILE, SweepConfig, SweepInputError, check_address, is_uri
+from sweeps.ray_reporter import RayReporter
+from sweeps.space import Space, grid_size, resolve_space, sampled_keys, to_ray_param_space, trial_dict
+from sweeps.strategies import make_scheduler, make_search
+from sweeps.summary import SweepSummary, format_summary, read_text, summarize, write_summary, write_text
+from trainables import metrics
+from trainables.cifar import train_trial
+from trainables.data import CifarArrays, default_data_dir, load_cifar10, stratified_split
+
+@dataclass(frozen=True)
+class PreparedSweep:
+    cfg: SweepConfig  # with the experiment name resolved
+    space: Space | None  # None on --resume: the restored searcher carries the space
+    keys: list[str]  # sampled hyperparameters, shown in the summary
+    data: CifarArrays
+    owns_ray: bool  # this sweep started Ray, so it shuts it down
+    plan: str  # what the sweep will do, printed before it starts
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    grid: Any  # ray.tune.ResultGrid
+    summary: SweepSummary
+    cfg: SweepConfig
+
+    @property
+    def ok(self) -> bool:
+        return not self.summary.failed
+
+
+def cifar_trial(config: Mapping[str, Any], *, data: CifarArrays, num_threads: int, device: str) -> None:
+    """The Tune function trainable: one TrialConfig, trained with per-epoch reports."""
+    train_trial(trial_dict(config), data=data, reporter=RayReporter(), device=device, num_threads=num_threads)
+
+
+def trial_dirname(trial: Any) -> str:
+    """Short trial folders (Ray's default repeats the whole config in the name)."""
+    return f"{trial.trainable_name}_{trial.trial_id}"
+
+
+def default_name(cfg: SweepConfig) -> str:
+    return f"sweep-{cfg.search}-{cfg.scheduler}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def subsample(data: CifarArrays, *, size: int, seed: int) -> CifarArrays:
+    """Stratified subsample of the training images (class balance kept); the test split is untouched."""
+    if size == 0 or size >= len(data.train_labels):
+        return data
+    _, keep = stratified_split(data.train_labels, val_fraction=size / len(data.train_labels), seed=seed)
+    return CifarArrays(train_images=data.train_images[keep], train_labels=data.train_labels[keep],
+                       test_images=data.test_images, test_labels=data.test_labels, classes=data.classes)
+
+
+def load_data(cfg: SweepConfig) -> CifarArrays:
+    """Read (or download) CIFAR-10 once, in the driver; trials get it from Ray's object store."""
+    data_dir = cfg.data_dir if cfg.data_dir is not None else default_data_dir()
+    return subsample(load_cifar10(data_dir, download=cfg.download), size=cfg.subset, seed=cfg.seed)
+
+
+def connect(cfg: SweepConfig) -> bool:
+    """Join the running Ray (tests, notebooks), the cluster at --address, or start a local Ray.
+    Returns whether this call started it."""
+    if ray.is_initialized():
+        return False
+    check_address(cfg.address)
+    try:
+        if cfg.address is None:
+            ray.init(num_cpus=len(os.sched_getaffinity(0)))  # the CPUs this process may use
+        else:
+            ray.init(address=cfg.address)
+    except ConnectionError as exc:
+        raise SweepInputError(f"Could not connect to Ray at --address {cfg.address}: {exc}. Start the cluster "
+                              "or drop --address to run locally.") from exc
+    return True
+
+
+def check_resources(cfg: SweepConfig) -> dict[str, float]:
+    """A trial must fit on some node; else Tune would wait forever. Returns the cluster's totals."""
+    total = ray.cluster_resources()
+    if cfg.gpus_per_trial > 0 and total.get("GPU", 0) == 0:
+        raise SweepInputError(f"The value of `gpus_per_trial` is {cfg.gpus_per_trial}, but the Ray cluster has "
+                              "no GPU. Pass --gpus-per-trial 0, or add GPU nodes to the cluster.")
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    fits = any(n.get("CPU", 0) >= cfg.cpus_per_trial and n.get("GPU", 0) >= cfg.gpus_per_trial for n in nodes)
+    # On a cluster the autoscaler may still add a big enough node; locally nothing will.
+    if not fits and cfg.address is None:
+        biggest = max((n.get("CPU", 0) for n in nodes), default=0)
+        raise SweepInputError(f"The value of `cpus_per_trial` is {cfg.cpus_per_trial}, but no node has that many "
+                              f"CPUs (largest: {biggest:g}). Lower --cpus-per-trial.")
+    return total
+
+
+def auto_concurrency(cfg: SweepConfig, total: Mapping[str, float]) -> int:
+    """Trials that fit at once on the cluster's CPUs (and GPUs), for --max-concurrent 0."""
+    slots = total.get("CPU", 1) / cfg.cpus_per_trial
+    if cfg.gpus_per_trial > 0:
+        slots = min(slots, total.get("GPU", 0) / cfg.gpus_per_trial)
+    return max(1, int(slots))
+
+
+def describe_plan(cfg: SweepConfig, *, space: Space | None, data: CifarArrays, total: Mapping[str, float],
+                  max_concurrent: int) -> str:
+    points = len(space.points) if space is not None and cfg.search == "hyperopt" else 0
+    trials = cfg.num_samples * (grid_size(space) if space is not None else 1)
+    early = {"asha": f"ASHA (grace {cfg.grace_period} epochs, reduction {cfg.reduction_factor})",
+             "hyperband": f"Hyperband (reduction {cfg.reduction_factor}; pauses and resumes trials)",
+             "fifo": "none (FIFO: every trial runs all epochs)"}[cfg.scheduler]
+    return "\n".join([
+        f"{'Resuming' if cfg.resume else 'Starting'} sweep `{cfg.name}`",
+        f"  search:    {cfg.search} (seed {cfg.seed}{f', {points} starting points' if points else ''}), "
+        f"early stopping: {early}",
+        f"  budget:    {trials} trials x at most {cfg.max_epochs} epochs = at most {trials * cfg.max_epochs} "
+        f"trial-epochs (objective {metrics.OBJECTIVE}, {metrics.OBJECTIVE_MODE})",
+        f"  resources: {cfg.cpus_per_trial:g} CPU ({cfg.threads_per_trial} torch threads) + {cfg.gpus_per_trial:g} GPU "
+        f"per trial; cluster {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs; up to {max_concurrent} "
+        f"trials at once",
+        f"  data:      {len(data.train_labels)} training images (train+val), {len(data.test_labels)} test images "
+        f"(test used only for the best checkpoint)",
+        f"  storage:   {cfg.experiment_path} (keep {cfg.keep_checkpoints} checkpoints/trial by "
+        f"{metrics.OBJECTIVE}; retry failed trials {cfg.max_failures}x from their last checkpoint)",
+    ])
+
+
+def _resumed_config(cfg: SweepConfig) -> tuple[SweepConfig, list[str]]:
+    """The interrupted sweep's own settings, with this run's connection/data/output flags."""
+    if not tune.Tuner.can_restore(cfg.experiment_path):
+        raise SweepInputError(f"--resume: no restorable sweep at {cfg.experiment_path}. Check --name and "
+                              "--storage-path (as printed when the sweep started).")
+    try:
+        saved = json.loads(read_text(f"{cfg.experiment_path}/{CONFIG_FILE}"))
+    except (OSError, ValueError) as exc:
+        raise SweepInputError(f"--resume: {cfg.experiment_path}/{CONFIG_FILE} is missing or unreadable ({exc}); "
+                              "this folder was not written by sweeps.cifar.") from exc
+    keep = ("address", "data_dir", "download", "verbose", "storage_path", "name", "resume", "evaluate_best")
+    merged = {**saved["sweep"], **{k: getattr(cfg, k) for k in keep}, "space": None}
+    return SweepConfig.from_dict(merged), list(saved["sampled_keys"])
+
+
+def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None) -> PreparedSweep:
+    """All input checks, the data (loaded once) and Ray; raises SweepInputError on bad input."""
+    try:
+        cfg = cfg if cfg.name is not None else cfg.replace(name=default_name(cfg))
+        if cfg.resume:
+            cfg, keys = _resumed_config(cfg)
+            space = None
+        else:
+            space = resolve_space(search=cfg.search, smoke=cfg.smoke, path=cfg.space,
+                                  max_epochs=cfg.max_epochs, seed=cfg.seed)
+            keys = sampled_keys(space)
+        check_address(cfg.address)
+        data = data if data is not None else load_data(cfg)
+        owns_ray = connect(cfg)
+    except SweepInputError:
+        raise
+    except (ValueError, TypeError, OSError, RuntimeError) as exc:  # OSError: missing/corrupt dataset files
+        raise SweepInputError(str(exc)) from exc
+    try:
+        total = check_resources(cfg)
+    except SweepInputError:
+        if owns_ray:
+            ray.shutdown()
+        raise
+    limit = cfg.max_concurrent or auto_concurrency(cfg, total)
+    cfg = cfg.replace(max_concurrent=limit)
+    plan = describe_plan(cfg, space=space, data=data, total=total, max_concurrent=limit)
+    return PreparedSweep(cfg=cfg, space=space, keys=keys, data=data, owns_ray=owns_ray, plan=plan)
+
+
+def build_trainable(cfg: SweepConfig, data: CifarArrays) -> Any:
+    """The trainable with the dataset in Ray's object store (tune.with_parameters puts it there
+    once; each trial maps it read-only) and its CPU/GPU reservation."""
+    device = "cuda" if cfg.gpus_per_trial > 0 else "cpu"
+    trainable = tune.with_parameters(cifar_trial, data=data, num_threads=cfg.threads_per_trial, device=device)
+    return tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
+
+
+def build_run_config(cfg: SweepConfig, *, callbacks: Iterable[Any] = (), stop: Any = None) -> tune.RunConfig:
+    """Where results go, how many checkpoints stay, retries, callbacks (e.g. MLflow tracking) and an
+    optional Tune stop condition (sweeps.compare's equal trial-epoch budget)."""
+    return tune.RunConfig(
+        name=cfg.name,
+        storage_path=cfg.storage_uri,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.keep_checkpoints,
+                                                checkpoint_score_attribute=metrics.OBJECTIVE,
+                                                checkpoint_score_order=metrics.OBJECTIVE_MODE),
+        failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+        callbacks=list(callbacks) or None,
+        stop=stop,
+        verbose=cfg.verbose,
+    )
+
+
+def build_tuner(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop: Any = None) -> tune.Tuner:
+    cfg = prepared.cfg
+    trainable = build_trainable(cfg, prepared.data)
+    if cfg.resume:
+        # The trainable must be supplied again: its with_parameters object refs died with the old driver.
+        tuner = tune.Tuner.restore(cfg.experiment_path, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True)
+        if callbacks:
+            # Tuner.restore brings back the callbacks pickled at the start and takes no new ones
+            # (ray-project/ray#41364); this run's (e.g. the MLflow URI, never pickled with its
+            # credentials) must win. They get their saved state back through set_state.
+            tuner._local_tuner.get_run_config().callbacks = list(callbacks)
+        return tuner
+    space = prepared.space
+    assert space is not None
+    return tune.Tuner(
+        trainable,
+        # Hyperopt samples from its own native space; Tune's param space then holds the constants.
+        param_space=to_ray_param_space(space, seed=cfg.seed, sampled=cfg.search != "hyperopt"),
+        tune_config=tune.TuneConfig(
+            metric=metrics.OBJECTIVE, mode=metrics.OBJECTIVE_MODE,
+            search_alg=make_search(cfg.search, space, seed=cfg.seed, max_concurrent=cfg.max_concurrent),
+            scheduler=make_scheduler(cfg.scheduler, max_epochs=cfg.max_epochs, grace_period=cfg.grace_period,
+                                     reduction_factor=cfg.reduction_factor),
+            num_samples=cfg.num_samples,
+            reuse_actors=cfg.reuse_actors,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=build_run_config(cfg, callbacks=callbacks, stop=stop),
+    )
+
+
+def _save_config(prepared: PreparedSweep) -> None:
+    """Saved next to Ray's state so --resume and readers know how the sweep was run."""
+    body = {"sweep": prepared.cfg.replace(resume=False).to_dict(), "sampled_keys": prepared.keys}
+    if not is_uri(prepared.cfg.storage_uri):
+        os.makedirs(prepared.cfg.experiment_path, exist_ok=True)
+    write_text(f"{prepared.cfg.experiment_path}/{CONFIG_FILE}", json.dumps(body, indent=2, sort_keys=True))
+
+
+def execute(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop: Any = None) -> SweepOutcome:
+    cfg = prepared.cfg
+    try:
+        tuner = build_tuner(prepared, callbacks=callbacks, stop=stop)
+        if not cfg.resume:
+            _save_config(prepared)
+        grid = tuner.fit()
+        device = "cuda" if cfg.gpus_per_trial > 0 else "cpu"
+        summary = summarize(grid, max_epochs=cfg.max_epochs, keys=prepared.keys, device=device,
+                            data=prepared.data if cfg.evaluate_best else None,
+                            experiment_path=grid.experiment_path)
+        write_summary(summary)
+        return SweepOutcome(grid=grid, summary=summary, cfg=cfg)
+    finally:
+        if prepared.owns_ray:
+            ray.shutdown()
+
+
+def run_sweep(cfg: SweepConfig, *, data: CifarArrays | None = None, callbacks: Iterable[Any] = ()) -> SweepOutcome:
+    """Run (or with ``cfg.resume``, continue) a sweep and summarise it.
+
+    ``data``: already-loaded arrays (benchmarks, tests) instead of reading ``cfg.data_dir``.
+    ``callbacks``: ray.tune.Callback objects (e.g. MLflow tracking) added to the RunConfig.
+    Raises SweepInputError (a ValueError) on bad input before any trial starts.
+    """
+    prepared = prepare(cfg, data=data)
+    print(prepared.plan, flush=True)
+    return execute(prepared, callbacks=callbacks)
+
+
+def report_text(outcome: SweepOutcome) -> str:
+    return format_summary(outcome.summary, top_k=outcome.cfg.top_k, storage_path=outcome.cfg.storage_uri)
+

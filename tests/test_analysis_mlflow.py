@@ -1,0 +1,84 @@
+"""A real tiny sweep (real Ray, real trainings, MLflow tracking into a sqlite store) read back
+both ways: the Ray result folder and the MLflow runs give the same tidy frame; the report
+CLI tags every child run with its diagnosis and logs the report to the parent, idempotently."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis import load_mlflow, load_ray_results
+from analysis.mlflow_io import REPORT_ARTIFACT_PATH
+from analysis.report import main
+from trainables import metrics as m
+
+EXPERIMENT = "analysis-test"
+SWEEP = "analysis-sweep"
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, cifar_dir):
+    ray = pytest.importorskip("ray")
+    from sweeps.config import SweepConfig
+    from sweeps.tracking import TrackingConfig, for_sweep
+    from sweeps.tuner import run_sweep
+
+    root = tmp_path_factory.mktemp("sweep")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    cfg = SweepConfig(search="random", scheduler="fifo", smoke=True, num_samples=2, seed=0, data_dir=str(cifar_dir),
+                      storage_path=str(root / "ray_results"), name=SWEEP, evaluate_best=False, verbose=0,
+                      max_concurrent=2)
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        run_sweep(cfg, callbacks=[for_sweep(cfg, TrackingConfig(tracking_uri=uri, experiment=EXPERIMENT))])
+    finally:
+        ray.shutdown()
+    return root / "ray_results" / SWEEP, uri
+
+
+@pytest.mark.slow
+def test_ray_folder_and_mlflow_give_the_same_frame(sweep):
+    folder, uri = sweep
+    from_ray = load_ray_results(folder)
+    from_mlflow = load_mlflow(EXPERIMENT, tracking_uri=uri)
+    assert from_ray[m.TRIAL_ID].nunique() == 2
+    assert set(from_ray[m.END_STATE_TAG]) <= set(m.END_STATES)
+    pd.testing.assert_frame_equal(from_ray, from_mlflow)
+
+
+def _tags(uri: str) -> dict[str, dict[str, str]]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    runs = client.search_runs([exp.experiment_id], f"tags.`{m.TAG_ROLE}` = '{m.ROLE_TRIAL}'")
+    return {r.data.tags[m.TAG_TRIAL_ID]: r.data.tags for r in runs}
+
+
+@pytest.mark.slow
+def test_report_cli_tags_children_and_logs_report_idempotently(sweep, tmp_path, capsys):
+    folder, uri = sweep
+    from mlflow import MlflowClient
+
+    for _ in range(2):  # a re-run must update, never duplicate
+        assert main([EXPERIMENT, "--tracking-uri", uri, "--out", str(tmp_path / "report")]) == 0
+    assert "2 trials" in capsys.readouterr().out
+    tags = _tags(uri)
+    assert len(tags) == 2
+    for trial_tags in tags.values():
+        assert trial_tags[m.TAG_DIAGNOSIS] in m.VERDICTS
+        assert trial_tags[m.TAG_DIAGNOSIS_EVIDENCE] and trial_tags[m.TAG_DIAGNOSIS_ADVICE]
+        assert int(trial_tags[m.TAG_DIAGNOSIS_EPOCH]) >= 1
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    verdict = next(iter(tags.values()))[m.TAG_DIAGNOSIS]
+    found = client.search_runs([exp.experiment_id], f"tags.{m.TAG_DIAGNOSIS} = '{verdict}'")
+    assert found, "filtering on the diagnosis tag finds the tagged runs"
+    parent = client.search_runs([exp.experiment_id], f"tags.`{m.TAG_ROLE}` = '{m.ROLE_PARENT}'")[0]
+    names = sorted(Path(a.path).name for a in client.list_artifacts(parent.info.run_id, REPORT_ARTIFACT_PATH))
+    assert "report.html" in names and "diagnoses.csv" in names
+    assert len(names) == len(set(names))
+    # The Ray folder path of the same sweep finds its parent by sweep name and writes the same tags.
+    assert main([str(folder), "--tracking-uri", uri, "--out", str(tmp_path / "from_ray")]) == 0
+    assert _tags(uri) == tags

@@ -1,0 +1,116 @@
+"""``python -m trainables.cifar`` (trainables/cli.py): end to end in a subprocess, errors in process."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from trainables import metrics
+from trainables.cli import parse_value
+from trainables.cifar import main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_SETS = ["--set", "num_blocks=2", "--set", "convs_per_block=1", "--set", "filters=4", "--set", "head_layers=0",
+             "--set", "batch_size=128", "--set", "val_fraction=0.05", "--set", "schedule=constant"]
+
+
+def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trainables.cifar", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _epochs(path: Path) -> list[int]:
+    return [json.loads(line)[metrics.EPOCH] for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_cli_trains_writes_metrics_and_resumes_after_a_kill(cifar_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["-m", "trainables.cifar", *TINY_SETS, "--epochs", "4", "--data-dir", str(cifar_dir), "--output", str(out),
+            "--device", "cpu", "--num-threads", "1"]
+    proc = subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    metrics_file = out / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while not (metrics_file.exists() and metrics_file.read_text().count("\n") >= 1):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no epoch finished in time"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # an interruption mid-trial, like a preempted node
+    proc.wait()
+    done_before = _epochs(metrics_file)
+    assert 1 <= len(done_before) < 4
+
+    resumed = _cli(*TINY_SETS, "--epochs", "4", "--data-dir", str(cifar_dir), "--output", str(out), "--device", "cpu",
+                   "--num-threads", "1", "--resume", "--evaluate-test")
+    assert resumed.returncode == 0, resumed.stderr
+    lines = [line for line in resumed.stdout.splitlines() if line.startswith("epoch")]
+    assert lines and not lines[0].startswith("epoch   1 ")  # continued, not restarted
+    assert "completed after epoch 4" in resumed.stdout
+    epochs = _epochs(metrics_file)
+    assert epochs[-1] == 4 and epochs == sorted(set(epochs))  # each epoch once, in order
+    test = json.loads((out / "test_metrics.json").read_text())
+    assert 0.0 <= test[metrics.TEST_ACC] <= 1.0
+
+
+def test_cli_csv_metrics_and_yaml_config(cifar_dir: Path, tmp_path: Path, capsys) -> None:
+    config = tmp_path / "trial.yaml"
+    config.write_text("model:\n  num_blocks: 2\n  convs_per_block: 1\n  filters: 4\n  head_layers: 0\n"
+                      "train:\n  batch_size: 128\n  lr: 1e-2\n  schedule: constant\n")
+    code = main(["--config", str(config), "--set", "val_fraction=0.05", "--epochs", "1", "--metrics-format", "csv",
+                 "--data-dir", str(cifar_dir), "--output", str(tmp_path / "run"), "--device", "cpu"])
+    assert code == 0
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert [int(r[metrics.EPOCH]) for r in rows] == [1]
+    assert float(rows[0][metrics.LR]) == pytest.approx(0.01)
+    assert json.loads((tmp_path / "run" / "checkpoint" / "config.json").read_text())["lr"] == 0.01
+    assert "completed after epoch 1" in capsys.readouterr().out
+
+
+def _error(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "lr=-1"], r"The value of `lr` is -1.0, but must be in (0.0, 10.0]"),
+    (["--set", "lrr=0.1"], "Did you mean `lr`?"),
+    (["--set", "lr"], "must look like key=value"),
+    (["--set", "optimizer=lion"], "must be one of sgd, adam, adamw, rmsprop"),
+    (["--set", "num_blocks=7", "--set", "pool_every=1"], "block 6 pool"),
+    (["--epochs", "0"], "The value of `epochs` is 0"),
+    (["--config", "no/such/file.yaml"], "no such file exists"),
+    (["--resume"], "does not exist. Drop --resume"),
+    (["--device", "tpu"], "invalid choice: 'tpu'"),
+    (["--data-dir", "/no/such/cifar"], "--data-dir"),
+])
+def test_bad_input_exits_2_naming_value_rule_and_fix(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
+    err = _error([*argv, "--output", str(tmp_path / "run")], capsys)
+    assert message in err
+    assert not (tmp_path / "run").exists()  # nothing written: rejected before compute
+
+
+def test_existing_run_needs_resume(cifar_dir: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text("")
+    assert "Pass --resume to continue it" in _error(["--output", str(tmp_path / "run")], capsys)
+
+
+def test_bad_input_exit_code_in_a_subprocess(tmp_path: Path) -> None:
+    done = _cli("--set", "momentum=1.5", "--output", str(tmp_path / "run"), timeout=120)
+    assert done.returncode == 2
+    assert "The value of `momentum` is 1.5" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("text, value", [("1e-3", 0.001), ("3", 3), ("true", True), ("True", True),
+                                         ("sgd", "sgd"), ("0.5", 0.5), ("null", None)])
+def test_set_values_parse_like_json_then_yaml(text: str, value: object) -> None:
+    assert parse_value(text) == value

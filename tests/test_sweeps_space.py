@@ -1,0 +1,157 @@
+"""Search spaces: schema, one test per validation rule, conversions. No Ray, no training."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from sweeps.space import (BRANCH_SUFFIX, ConditionalSampler, Dim, Space, default_space, flatten_sample,
+                          format_space, grid_size, load_space, parse_dim, resolve_space, to_hyperopt_points,
+                          to_ray_param_space, trial_dict, validate_space)
+from trainables.config import CONFIG_KEYS, TrialConfig
+
+
+def _space(**entries) -> Space:
+    return Space(tuple(parse_dim(k, v) for k, v in entries.items()), source="test")
+
+
+def _check(space: Space, search: str = "random", max_epochs: int = 5) -> None:
+    validate_space(space, search=search, max_epochs=max_epochs)
+
+
+def test_unknown_key_names_the_nearest():
+    with pytest.raises(ValueError, match="`learning_rate`.*Did you mean `lr`"):
+        _space(learning_rate={"uniform": [0.1, 0.2]})
+    with pytest.raises(ValueError, match="`weight_decy`.*Did you mean `weight_decay`"):
+        _space(weight_decy=1e-4)
+
+
+def test_empty_range_rejected():
+    with pytest.raises(ValueError, match="`lr`.*range is empty.*low < high"):
+        _check(_space(lr={"uniform": [0.1, 0.1]}))
+
+
+def test_low_above_high_rejected():
+    with pytest.raises(ValueError, match="`head_dropout`.*low 0.5 >= high 0.1"):
+        _check(_space(head_dropout={"uniform": [0.5, 0.1]}))
+
+
+@pytest.mark.parametrize("low", [0.0, -1e-3])
+def test_log_range_through_zero_rejected(low):
+    with pytest.raises(ValueError, match="`weight_decay`.*log range needs low > 0.*uniform"):
+        _check(_space(weight_decay={"loguniform": [low, 1e-2]}))
+
+
+def test_nan_bound_rejected():
+    with pytest.raises(ValueError, match="`lr`.*finite"):
+        _check(_space(lr={"uniform": [math.nan, 0.1]}))
+
+
+def test_grid_with_hyperopt_rejected():
+    with pytest.raises(ValueError, match="`lr`.*`grid` entries only work with --search grid.*choice"):
+        _check(_space(lr={"grid": [0.01, 0.1]}), search="hyperopt")
+
+
+def test_empty_choice_rejected():
+    with pytest.raises(ValueError, match="`batch_size`.*at least one value"):
+        _check(_space(batch_size={"choice": []}))
+
+
+def test_value_trialconfig_rejects_is_named():
+    with pytest.raises(ValueError, match=r"`head_dropout`.*can produce 1\.0.*head_dropout"):
+        _check(_space(head_dropout={"uniform": [0.0, 1.0]}))
+    with pytest.raises(ValueError, match="`optimizer`.*can produce 'lion'"):
+        _check(_space(optimizer={"choice": ["sgd", "lion"]}))
+
+
+def test_float_distribution_on_integer_key_rejected():
+    with pytest.raises(ValueError, match="`filters` is an integer.*randint"):
+        _check(_space(filters={"uniform": [16, 64]}))
+
+
+def test_unknown_kind_rejected():
+    with pytest.raises(ValueError, match="`lr`.*exactly one of"):
+        _space(lr={"gaussian": [0.1, 0.01]})
+
+
+def test_epochs_above_max_epochs_rejected():
+    with pytest.raises(ValueError, match="`epochs`.*--max-epochs \\(5\\)"):
+        _check(_space(epochs=8), max_epochs=5)
+
+
+def test_hyperopt_needs_a_sampled_entry():
+    with pytest.raises(ValueError, match="no sampled entries.*--search random"):
+        _check(_space(lr=0.1), search="hyperopt")
+
+
+def test_condition_parent_must_be_a_choice_in_the_space():
+    with pytest.raises(ValueError, match="`momentum`.*parent `optimizer` is not in the space"):
+        _check(_space(momentum={"uniform": [0.8, 0.9], "when": {"optimizer": "sgd"}}))
+    with pytest.raises(ValueError, match=r"`momentum`.*\['lion'\] are not among"):
+        _check(_space(optimizer={"choice": ["sgd", "adam"]},
+                      momentum={"uniform": [0.8, 0.9], "when": {"optimizer": "lion"}}))
+
+
+def test_load_yaml_and_json(tmp_path):
+    (tmp_path / "s.yaml").write_text(
+        "lr: {loguniform: [1.0e-3, 1.0e-1], reason: log scale}\nbatch_size: {choice: [64, 128]}\nepochs: 3\n"
+        "optimizer: {choice: [sgd, adam]}\nmomentum: {uniform: [0.8, 0.95], when: {optimizer: sgd}}\n")
+    space = load_space(tmp_path / "s.yaml")
+    _check(space, search="hyperopt")
+    assert space["lr"] == Dim("lr", "loguniform", (1e-3, 0.1), "log scale")
+    assert space["epochs"].kind == "const" and space["momentum"].when == ("optimizer", ("sgd",))
+    (tmp_path / "s.json").write_text(json.dumps({"lr": {"grid": [0.01, 0.1]}, "batch_size": {"grid": [64, 128, 256]}}))
+    assert grid_size(load_space(tmp_path / "s.json")) == 6
+
+
+def test_unparseable_file_rejected(tmp_path):
+    (tmp_path / "bad.yaml").write_text("lr: {loguniform: [1e-3,\n")
+    with pytest.raises(ValueError, match="could not be parsed"):
+        load_space(tmp_path / "bad.yaml")
+
+
+def test_builtin_spaces_are_valid_and_every_default_dim_has_a_reason():
+    for search in ("hyperopt", "random", "grid"):
+        for smoke in (False, True):
+            space = resolve_space(search=search, smoke=smoke, path=None, max_epochs=4, seed=1)
+            assert space["epochs"].args == (4,) and space["seed"].args == (1,)
+    space = default_space()
+    assert set(space.keys()) <= set(CONFIG_KEYS)
+    assert all(d.reason for d in space.dims)
+    text = format_space(space)
+    assert all(d.reason in text for d in space.dims)
+
+
+def test_momentum_is_conditional_on_sgd_for_random_search():
+    space = default_space()
+    sampler = ConditionalSampler(space["momentum"], seed=0)
+    assert sampler({"optimizer": "adamw"}) is None
+    values = [sampler({"optimizer": "sgd"}) for _ in range(20)]
+    assert all(0.8 <= v <= 0.98 for v in values) and len(set(values)) == 20
+    again = ConditionalSampler(space["momentum"], seed=0)
+    assert [again({"optimizer": "sgd"}) for _ in range(20)] == values
+    assert "momentum" in to_ray_param_space(space, seed=0)
+
+
+def test_flatten_nested_hyperopt_sample_and_drop_inactive():
+    sample = {"lr": np.float64(0.1), "filters": 32.0, "optimizer" + BRANCH_SUFFIX: {"optimizer": "adamw"}}
+    flat = flatten_sample(sample, space=default_space())
+    assert flat["optimizer"] == "adamw" and flat["filters"] == 32 and isinstance(flat["filters"], int)
+    assert flat["momentum"] is None
+    assert "momentum" not in trial_dict(flat)
+    TrialConfig.from_dict(trial_dict(flat))
+
+
+def test_starting_points_convert_to_hyperopt_labels():
+    points = to_hyperopt_points(default_space())
+    assert points[0]["optimizer"] == 0 and points[0]["momentum|optimizer=sgd"] == 0.9
+    assert points[1]["optimizer"] == 1 and not any(k.startswith("momentum") for k in points[1])
+
+
+def test_starting_point_outside_the_space_rejected():
+    space = _space(lr={"loguniform": [1e-3, 1e-2]})
+    bad = Space(space.dims, points=({"lr": 0.5},))
+    with pytest.raises(ValueError, match="`lr`.*starting point"):
+        _check(bad, search="hyperopt")

@@ -1,0 +1,229 @@
+"""``python -m trainables.cifar``: train one trial without Ray, from a config file and/or flags.
+
+The output folder holds ``metrics.jsonl`` (or ``metrics.csv``), the latest ``checkpoint/`` and,
+with ``--evaluate-test``, ``test_metrics.json``; ``--resume`` continues from that checkpoint.
+Every user error (bad file, unknown key, out-of-range value, missing data) exits with status 2
+and a message naming the value, the rule and the fix, before any training starts.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from trainables import metrics
+from trainables.checkpoint import CHECKPOINT_FILE, check_same_config, read_config
+from trainables.config import DEVICES, TrialConfig
+from trainables.data import default_data_dir, load_cifar10
+from trainables.model import plan_layers
+from trainables.reporting import JsonLinesReporter, MemoryReporter
+
+METRICS_FORMATS = {"jsonl": "metrics.jsonl", "csv": "metrics.csv"}
+CHECKPOINT_DIR = "checkpoint"  # MemoryReporter keeps the latest checkpoint under this name
+TEST_METRICS_FILE = "test_metrics.json"
+
+
+class UsageError(ValueError):
+    """A user mistake on the command line; reported with exit status 2."""
+
+
+class CsvReporter(MemoryReporter):
+    """Appends each report as a CSV row (header written once, with the first row)."""
+
+    def __init__(self, path: str | Path, checkpoint_root: str | Path | None = None, *,
+                 resume_from: str | Path | None = None):
+        super().__init__(checkpoint_root, resume_from=resume_from)
+        self.path = Path(path)
+
+    def report(self, result: Mapping[str, Any], *, checkpoint_dir: str | None = None) -> None:
+        super().report(result, checkpoint_dir=checkpoint_dir)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(result))
+            if new:
+                writer.writeheader()
+            writer.writerow(dict(result))
+
+
+class PrintingReporter:
+    """Prints one line per epoch, then hands the report on."""
+
+    def __init__(self, inner: MemoryReporter):
+        self.inner = inner
+
+    def report(self, result: Mapping[str, Any], *, checkpoint_dir: str | None = None) -> None:
+        print(format_epoch(result), flush=True)
+        self.inner.report(result, checkpoint_dir=checkpoint_dir)
+
+    def restore_dir(self) -> str | None:
+        return self.inner.restore_dir()
+
+
+def format_epoch(r: Mapping[str, Any]) -> str:
+    flags = "".join(f" [{name}]" for name in (metrics.DIVERGED, metrics.EARLY_STOPPED) if r.get(name))
+    return (f"epoch {r[metrics.EPOCH]:>3}  train_loss {r[metrics.TRAIN_LOSS]:.4f}  train_acc {r[metrics.TRAIN_ACC]:.4f}"
+            f"  val_loss {r[metrics.VAL_LOSS]:.4f}  val_acc {r[metrics.VAL_ACC]:.4f}  lr {r[metrics.LR]:.3g}"
+            f"  {r[metrics.IMAGES_PER_S]:.0f} img/s  {r[metrics.EPOCH_TIME_S]:.1f}s{flags}")
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: JSON first (so 1e-3 is a float), then YAML (True, yes), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (bool, int, float)) else text
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"The value of `--set` is {pair!r}, but must look like key=value. "
+                             "Write e.g. --set lr=0.01.")
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A flat mapping of config keys from JSON or YAML; ``model:``/``train:`` sections are flattened."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"The value of `--config` is {str(path)!r}, but no such file exists. Give a JSON or YAML file.")
+    text = path.read_text()
+    try:
+        loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise UsageError(f"Config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}. "
+                         "Fix the syntax.") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise UsageError(f"Config file {path} holds a {type(loaded).__name__}, but must hold a mapping of config "
+                         "keys to values, e.g. `lr: 0.01`.")
+    flat: dict[str, Any] = {}
+    for key, value in loaded.items():
+        if key in ("model", "train") and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return {key: _yaml11_number(value) for key, value in flat.items()}
+
+
+def _yaml11_number(value: Any) -> Any:
+    """PyYAML follows YAML 1.1, which reads `1e-3` (no dot) as a string: read it as JSON would."""
+    if isinstance(value, str):
+        parsed = parse_value(value)
+        if isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
+            return parsed
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m trainables.cifar", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", help="JSON or YAML file with flat config keys (see trainables/config.py)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (repeatable), e.g. --set lr=0.01")
+    p.add_argument("--epochs", type=int, help="shorthand for --set epochs=N")
+    p.add_argument("--data-dir", help="cifar-10-batches-py folder or its parent (default: $CIFAR10_DIR, "
+                                      "./data/cifar-10-batches-py or ../shared/data/cifar-10-batches-py)")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
+                   help="download CIFAR-10 when the data folder is missing")
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--num-threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--output", default="runs/cifar", help="folder for metrics and the checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
+    p.add_argument("--metrics-format", default="jsonl", choices=sorted(METRICS_FORMATS))
+    p.add_argument("--evaluate-test", action="store_true",
+                   help="after training, report test loss/accuracy of the final checkpoint")
+    return p
+
+
+def resolve_config(args: argparse.Namespace) -> TrialConfig:
+    """File, then --set, then --epochs; on --resume without either, the checkpoint's own config."""
+    flat: dict[str, Any] = {}
+    ckpt = Path(args.output) / CHECKPOINT_DIR
+    if args.resume and not args.config and not args.set and (ckpt / CHECKPOINT_FILE).is_file():
+        flat.update(read_config(ckpt))
+    if args.config:
+        flat.update(read_config_file(args.config))
+    flat.update(parse_sets(args.set))
+    if args.epochs is not None:
+        flat["epochs"] = args.epochs
+    cfg = TrialConfig.from_dict(flat)
+    plan_layers(cfg.model)
+    return cfg
+
+
+def check_output(args: argparse.Namespace, cfg: TrialConfig) -> Path | None:
+    """The checkpoint to resume from (None for a fresh run); refuses to mix two runs in one folder."""
+    out = Path(args.output)
+    ckpt = out / CHECKPOINT_DIR
+    metrics_file = out / METRICS_FORMATS[args.metrics_format]
+    if args.resume:
+        if not (ckpt / CHECKPOINT_FILE).is_file():
+            raise UsageError(f"`--resume` was given, but {ckpt / CHECKPOINT_FILE} does not exist. "
+                             "Drop --resume to start fresh, or point --output at a run's folder.")
+        check_same_config(read_config(ckpt), cfg.to_dict(), where=str(ckpt))
+        return ckpt
+    if metrics_file.exists() or ckpt.exists():
+        raise UsageError(f"The value of `--output` is {str(out)!r}, but it already holds a run. "
+                         "Pass --resume to continue it, or choose another --output.")
+    return None
+
+
+def summary(history: list[Mapping[str, Any]], *, seconds: float) -> str:
+    if not history:
+        return "Nothing to train: the checkpoint had already finished."
+    last = history[-1]
+    state = (metrics.DIVERGED_STATE if last[metrics.DIVERGED] else
+             metrics.STOPPED_EARLY if last[metrics.EARLY_STOPPED] else metrics.COMPLETED)
+    return (f"{state} after epoch {last[metrics.EPOCH]} ({len(history)} epochs run, {seconds:.1f}s): "
+            f"best_val_acc {last[metrics.BEST_VAL_ACC]:.4f}, lowest val_loss at epoch {last[metrics.BEST_EPOCH]}")
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    from trainables.cifar import evaluate_checkpoint, resolve_device, train_trial  # cifar imports us lazily
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = resolve_config(args)
+        resume_from = check_output(args, cfg)
+        resolve_device(args.device)
+        if args.num_threads is not None and args.num_threads < 1:
+            raise UsageError(f"The value of `--num-threads` is {args.num_threads}, but must be >= 1. Omit it for torch's default.")
+        data = load_cifar10(args.data_dir or default_data_dir(), download=args.download)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics_path = out / METRICS_FORMATS[args.metrics_format]
+    sink_cls = JsonLinesReporter if args.metrics_format == "jsonl" else CsvReporter
+    sink = sink_cls(metrics_path, out, resume_from=resume_from)
+    start = time.perf_counter()
+    train_trial(cfg, data=data, reporter=PrintingReporter(sink), device=args.device, num_threads=args.num_threads)
+    print(summary(sink.history, seconds=time.perf_counter() - start))
+    print(f"metrics: {metrics_path}  checkpoint: {out / CHECKPOINT_DIR}")
+    if args.evaluate_test:
+        ckpt = out / CHECKPOINT_DIR
+        if not (ckpt / CHECKPOINT_FILE).is_file():
+            print("No checkpoint to evaluate on the test split (the first epoch diverged).", file=sys.stderr)
+            return 1
+        test = evaluate_checkpoint(str(ckpt), data=data, device=args.device)
+        (out / TEST_METRICS_FILE).write_text(json.dumps(test) + "\n")
+        print(f"test_loss {test[metrics.TEST_LOSS]:.4f}  test_acc {test[metrics.TEST_ACC]:.4f}  "
+              f"(n={len(data.test_labels)} test images)")
+    return 0
