@@ -15,6 +15,7 @@ _EXPORTS = {
     "load_ray_results": "analysis.frames",
     "final_rows": "analysis.frames",
     "tidy": "analysis.frames",
+    "load_comparison_trials": "analysis.frames",
     "load_mlflow": "analysis.mlflow_io",
     "write_diagnosis_tags": "analysis.mlflow_io",
     "log_report": "analysis.mlflow_io",
@@ -31,6 +32,7 @@ _EXPORTS = {
     "spread_over_seeds": "analysis.strategies",
     "build_report": "analysis.report",
     "publish": "analysis.report",
+    "verdicts_by_strategy": "analysis.report",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -147,8 +147,11 @@ def advise(verdict: str, *, config: Mapping[str, Any], facts: Mapping[str, float
                 "the scheduler's grace_period if such trials matter."]
     if verdict == m.GOOD_FIT:
         best, last = facts.get("best_val_acc_epoch"), facts.get("last_epoch")
-        if best is not None and best == last and end_state == m.COMPLETED:
-            return ["No change needed; val_acc was still at its best at the last epoch -> more epochs may help."]
+        lowest = facts.get("min_val_loss_epoch")
+        # Validation loss still at its lowest in the last epochs: the run ended before the curve turned.
+        if lowest is not None and last is not None and lowest >= last - 1:
+            return [f"Fits well; val_loss was still at its minimum at epoch {int(lowest)} of {int(last)} -> more "
+                    "epochs (or a longer schedule) may still help."]
         return [f"No change needed; keep the checkpoint of epoch {int(best)}." if best is not None
                 else "No change needed."]
     raise ValueError(f"The verdict {verdict!r} is not one of {m.VERDICTS}.")

@@ -21,6 +21,7 @@ import pandas as pd
 
 from analysis.advice import advise
 from analysis.frames import END_STATE, config_columns, require_columns
+from analysis.strategies import SEED, STRATEGY
 from analysis.thresholds import DiagnosisThresholds
 from trainables import metrics as m
 
@@ -238,7 +239,8 @@ def diagnose(frame: pd.DataFrame, *, thresholds: DiagnosisThresholds | None = No
         rows = rows.sort_values(m.EPOCH)
         d = diagnose_trial(rows, thresholds=th, best_train_acc=float(best.get(rows[m.EPOCH].iloc[-1], math.nan)))
         cfg = {k: rows[k].iloc[0] for k in config_columns(rows)}
-        out.append({m.TRIAL_ID: d.trial_id, VERDICT: d.verdict, DIAGNOSIS_EPOCH: d.epoch,
+        origin = {k: rows[k].iloc[0] for k in (STRATEGY, SEED) if k in rows}  # trials of a comparison
+        out.append({m.TRIAL_ID: d.trial_id, **origin, VERDICT: d.verdict, DIAGNOSIS_EPOCH: d.epoch,
                     END_STATE: rows[END_STATE].iloc[-1], EVIDENCE: d.evidence, ADVICE: d.advice,
                     **d.facts, **cfg})
     return pd.DataFrame(out)

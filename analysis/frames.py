@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -156,3 +157,26 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, what: str) -
     if missing:
         raise ValueError(f"{what} needs the column(s) {missing}, which the frame lacks "
                          f"(it has {list(frame.columns)}). Build it with load_ray_results or load_mlflow.")
+
+
+# sweeps.compare names each run's Ray experiment "compare-<strategy>-seed<seed>[-<stamp>]".
+_COMPARE_EXPERIMENT = re.compile(r"^compare-(?P<strategy>.+)-seed(?P<seed>\d+)(?:-.*)?$")
+
+
+def load_comparison_trials(folder: str | Path, *, strategy_col: str, seed_col: str) -> pd.DataFrame | None:
+    """All trials of a sweeps.compare folder's Ray experiments, with strategy and seed columns.
+
+    Looks in ``<folder>/ray_results``; None when that holds no experiment of the comparison.
+    Trial ids are prefixed with the experiment name, as two experiments may reuse one.
+    """
+    frames = []
+    for experiment in sorted(Path(folder, "ray_results").glob("compare-*")):
+        match = _COMPARE_EXPERIMENT.match(experiment.name)
+        if match is None or not experiment.is_dir() or not any(experiment.glob("*/result.json")):
+            continue
+        frame = load_ray_results(experiment)
+        frame[m.TRIAL_ID] = experiment.name + "/" + frame[m.TRIAL_ID]
+        frame.insert(1, strategy_col, match["strategy"])
+        frame.insert(2, seed_col, int(match["seed"]))
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else None

@@ -115,11 +115,17 @@ def varying_hyperparameters(frame: pd.DataFrame) -> list[str]:
     return [c for c in config_columns(finals) if finals[c].astype(str).nunique() > 1]
 
 
-def _use_log(key: str, values: np.ndarray) -> bool:
-    positive = values[np.isfinite(values) & (values > 0)]
-    if len(positive) != len(values[np.isfinite(values)]) or not len(positive):
-        return False
-    return key in LOG_SCALE_KEYS or positive.max() / positive.min() >= 100
+def x_scale(key: str, values: np.ndarray) -> tuple[str, dict[str, float]]:
+    """("log", {}) for log-searched or >= 2-decade positive values; ("symlog", linthresh) when such a
+    key also holds 0 (weight_decay 0 is a common grid point, and log scale would drop it)."""
+    finite = values[np.isfinite(values)]
+    positive = finite[finite > 0]
+    if not len(positive) or (finite < 0).any():
+        return "linear", {}
+    wide = key in LOG_SCALE_KEYS or positive.max() / positive.min() >= 100
+    if not wide:
+        return "linear", {}
+    return ("log", {}) if len(positive) == len(finite) else ("symlog", {"linthresh": float(positive.min())})
 
 
 def plot_hyperparameters(frame: pd.DataFrame, *, diagnoses: pd.DataFrame | None = None,
@@ -141,8 +147,8 @@ def plot_hyperparameters(frame: pd.DataFrame, *, diagnoses: pd.DataFrame | None 
         if numeric:
             x = values.to_numpy(dtype=float)
             ax.scatter(x, y, c=colors, s=18)
-            if _use_log(key, x):
-                ax.set_xscale("log")
+            scale, options = x_scale(key, x)
+            ax.set_xscale(scale, **options)
         else:
             labels = sorted(values.astype(str).unique())
             groups = [y[(values.astype(str) == lab).to_numpy() & np.isfinite(y)] for lab in labels]

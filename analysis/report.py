@@ -21,8 +21,9 @@ from typing import Sequence
 import pandas as pd
 
 from analysis.diagnosis import ADVICE, DIAGNOSIS_EPOCH, EVIDENCE, VERDICT, diagnose
-from analysis.frames import END_STATE, load_ray_results, trial_folders
-from analysis.strategies import format_strategy_table, is_comparison_folder, load_comparison, strategy_table
+from analysis.frames import END_STATE, load_comparison_trials, load_ray_results, trial_folders
+from analysis.strategies import (SEED, STRATEGY, format_strategy_table, is_comparison_folder, load_comparison,
+                                 strategy_table)
 from analysis.thresholds import DiagnosisThresholds, thresholds_from_json, thresholds_from_mapping
 from trainables import metrics as m
 
@@ -57,12 +58,23 @@ def curve_trials(diagnoses: pd.DataFrame, *, limit: int = MAX_CURVE_TRIALS) -> l
     return chosen[:limit]
 
 
+def verdicts_by_strategy(diagnoses: pd.DataFrame) -> pd.DataFrame:
+    """Trials per verdict for each strategy of a comparison (counts over all its seeds), with n."""
+    table = pd.crosstab(diagnoses[STRATEGY], diagnoses[VERDICT]).reindex(
+        columns=[v for v in m.VERDICTS if v in set(diagnoses[VERDICT])], fill_value=0)
+    table["n trials"] = table.sum(axis=1)
+    return table
+
+
 def summarize(diagnoses: pd.DataFrame | None, strategies: pd.DataFrame | None) -> str:
     lines = []
     if diagnoses is not None:
         counts = diagnoses[VERDICT].value_counts()
         parts = ", ".join(f"{counts[v]} {v}" for v in m.VERDICTS if v in counts)
         lines.append(f"{len(diagnoses)} trials: {parts}.")
+        if STRATEGY in diagnoses:
+            for strategy, row in verdicts_by_strategy(diagnoses).iterrows():
+                lines.append(f"  {strategy}: " + ", ".join(f"{n} {v}" for v, n in row.items() if n))
         if "best_val_acc" in diagnoses and diagnoses["best_val_acc"].notna().any():
             best = diagnoses.loc[diagnoses["best_val_acc"].idxmax()]
             lines.append(f"Best trial {best[m.TRIAL_ID]}: val_acc {best['best_val_acc']:.4f} at epoch "
@@ -99,6 +111,9 @@ def render_html(report: Report, *, title: str, captions: dict[str, str]) -> str:
     if report.strategies is not None:
         parts += ["<h2>Strategy comparison</h2>",
                   format_strategy_table(report.strategies).to_html(index=False)]
+    if report.diagnoses is not None and STRATEGY in report.diagnoses:
+        parts += ["<h2>Diagnoses by strategy (trials, all seeds)</h2>",
+                  verdicts_by_strategy(report.diagnoses).to_html()]
     parts.append("<h2>Figures</h2>")
     parts += [_img(path, captions.get(name, name)) for name, path in report.images.items()]
     parts.append("</body></html>")
@@ -148,25 +163,33 @@ def build_report(frame: pd.DataFrame | None, *, out_dir: str | Path, thresholds:
 
 
 def publish(report: Report, *, tracking_uri: str | None, parent_ref: str | None = None,
-            sweep_name: str | None = None) -> str | None:
-    """Tag each trial's child run with its diagnosis and log the report to the parent run.
+            sweep_name: str | None = None) -> list[str]:
+    """Tag each trial's child run with its diagnosis and log the report to the parent run(s).
 
     The parent is ``parent_ref`` (run id or experiment name) or, for a Ray folder, the latest
-    parent tagged with ``sweep_name``. Returns the parent run id, or None when there is none.
+    parent tagged with ``sweep_name``. For a comparison's trials (ids "<experiment>/<trial>")
+    each experiment's own parent is used. Returns the parent run ids written to.
     """
     from analysis import mlflow_io
 
     client = mlflow_io.client_for(tracking_uri)
     if parent_ref is not None:
-        parent = mlflow_io.resolve_parent(client, parent_ref)
+        parents = {"": mlflow_io.resolve_parent(client, parent_ref)}
+    elif sweep_name is not None:
+        parents = {"": mlflow_io.parent_for_sweep(client, sweep_name)}
     else:
-        parent = mlflow_io.parent_for_sweep(client, sweep_name or "")
+        names = {t.split("/", 1)[0] for t in report.diagnoses[m.TRIAL_ID]} if report.diagnoses is not None else set()
+        parents = {f"{name}/": mlflow_io.parent_for_sweep(client, name) for name in sorted(names)}
+    written = []
+    for prefix, parent in parents.items():
         if parent is None:
-            return None
-    if report.diagnoses is not None:
-        mlflow_io.write_diagnosis_tags(client, report.diagnoses, run_ids=mlflow_io.trial_run_ids(client, parent))
-    mlflow_io.log_report(client, parent.info.run_id, report.out_dir)
-    return parent.info.run_id
+            continue
+        if report.diagnoses is not None:
+            run_ids = {prefix + t: r for t, r in mlflow_io.trial_run_ids(client, parent).items()}
+            mlflow_io.write_diagnosis_tags(client, report.diagnoses, run_ids=run_ids)
+        mlflow_io.log_report(client, parent.info.run_id, report.out_dir)
+        written.append(parent.info.run_id)
+    return written
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -212,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _has_trials(source) or comparison is None:
             frame = load_ray_results(source)  # raises with a hint when the folder holds no trials
             sweep_name = source.resolve().name
+        else:  # a comparison folder: diagnose its sweeps' trials too, when their Ray results are there
+            frame = load_comparison_trials(source, strategy_col=STRATEGY, seed_col=SEED)
         out = Path(args.out) if args.out else source / "report"
     elif args.tracking_uri:
         from analysis.mlflow_io import load_mlflow
@@ -226,9 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report.summary)
     print(f"Report: {report.html}")
     if args.tracking_uri and not args.no_mlflow and frame is not None:
-        parent_id = publish(report, tracking_uri=args.tracking_uri, parent_ref=parent_ref, sweep_name=sweep_name)
-        print(f"MLflow: tagged trials and logged the report to parent run {parent_id}" if parent_id else
-              f"MLflow: no parent run tagged {m.TAG_SWEEP_NAME}={sweep_name!r}; nothing written.")
+        parents = publish(report, tracking_uri=args.tracking_uri, parent_ref=parent_ref, sweep_name=sweep_name)
+        print(f"MLflow: tagged trials and logged the report to parent run(s) {', '.join(parents)}" if parents else
+              f"MLflow: no sweep parent run ({m.TAG_ROLE}={m.ROLE_PARENT}) matches these trials; nothing written.")
     return 0
 
 

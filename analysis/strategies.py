@@ -28,7 +28,13 @@ SUMMARY_FILE = "summary.csv"
 
 
 def is_comparison_folder(path: str | Path) -> bool:
-    return (Path(path) / SUMMARY_FILE).is_file() or (Path(path) / ANYTIME_FILE).is_file()
+    """True for a sweeps.compare folder. A single sweep's folder has a summary.csv too (one row
+    per trial), so a summary counts only when it has the strategy column."""
+    root = Path(path)
+    if (root / ANYTIME_FILE).is_file():
+        return True
+    summary = root / SUMMARY_FILE
+    return summary.is_file() and STRATEGY in pd.read_csv(summary, nrows=0).columns
 
 
 def load_comparison(folder: str | Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:

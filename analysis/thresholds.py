@@ -70,7 +70,11 @@ class DiagnosisThresholds:
         _check_int("epochs_after_min", self.epochs_after_min, low=1)
         _check_int("plateau_epochs", self.plateau_epochs, low=2)
         _check_int("num_classes", self.num_classes, low=2)
-        for name in ("val_loss_rise", "train_loss_fall", "gap_large", "gap_growth", "acc_over_chance",
+        _check_number("val_loss_rise", self.val_loss_rise)
+        if self.val_loss_rise <= 0:
+            raise ValueError(f"The value of `val_loss_rise` is {self.val_loss_rise!r}, but must be > 0 (a relative "
+                             "rise, 0.1 = 10%). Use e.g. 0.1.")
+        for name in ("train_loss_fall", "gap_large", "gap_growth", "acc_over_chance",
                      "fraction_of_best", "plateau_change", "high_loss_fraction"):
             _check_fraction(name, getattr(self, name))
         _check_number("explode_ratio", self.explode_ratio)

@@ -5,7 +5,7 @@ With no flags: Hyperopt (TPE) + ASHA over the built-in space. ``--smoke``: about
 on 2 CPU cores. ``--print-space``: show the space (with the reason for each range) and exit.
 
 Exit codes: 0 success, 1 the sweep failed (every trial errored, or Ray failed), 2 bad input
-(space, flags, address, dataset), reported before any trial starts.
+(space, flags, address, dataset), reported before any trial starts, 130 interrupted (--resume it).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from sweeps.config import (DEFAULT_MAX_EPOCHS, DEFAULT_NUM_SAMPLES, SCHEDULERS, 
                            SMOKE_MAX_EPOCHS, SMOKE_NUM_SAMPLES, SMOKE_SUBSET, SweepConfig, check_address)
 from sweeps.tracking_config import TRACKING_ARGS, add_tracking_args, tracking_from_args
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130  # 130: the shell's code for Ctrl-C
 
 SPACE_HELP = textwrap.dedent("""\
     search space file (YAML or JSON), one entry per hyperparameter of trainables.config:
@@ -35,7 +35,8 @@ EPILOG = textwrap.dedent("""\
       python -m sweeps.cifar --search grid --scheduler fifo
       python -m sweeps.cifar --address auto --cpus-per-trial 4 --gpus-per-trial 0.25
       python -m sweeps.cifar --resume --name sweep-hyperopt-asha-20250101-120000
-    exit codes: 0 ok, 1 sweep failed (all trials errored / Ray error), 2 bad input.""")
+    exit codes: 0 ok, 1 sweep failed (all trials errored / Ray error), 2 bad input,
+      130 interrupted (Ctrl-C; continue with --resume).""")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report_text(outcome), flush=True)
     if callback is not None:
         callback.log_summary(outcome.summary)
+    if outcome.interrupted:
+        print(f"Sweep interrupted; continue it with: python -m sweeps.cifar --resume --name {prepared.cfg.name} "
+              f"--storage-path {prepared.cfg.storage_uri}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if not outcome.ok:
         print("error: every trial errored; see error.txt in the trial folders under "
               f"{outcome.summary.experiment_path}", file=sys.stderr)

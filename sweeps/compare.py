@@ -150,14 +150,16 @@ def make_budget_stopper(budget: int) -> Any:
     class TrialEpochBudget(stopper_base):
         def __init__(self) -> None:
             self.budget = budget
-            self.spent = 0
+            self.seen: set[tuple[str, Any]] = set()
 
         def __call__(self, trial_id: str, result: dict) -> bool:
-            self.spent += 1
+            # Tune calls stoppers once more with a finished trial's last result (its "duplicate"
+            # result): count each (trial, epoch) once, or every completed trial would cost an extra epoch.
+            self.seen.add((trial_id, result.get(metrics.TRAINING_ITERATION)))
             return False
 
         def stop_all(self) -> bool:
-            return self.spent >= self.budget
+            return len(self.seen) >= self.budget
 
     return TrialEpochBudget()
 

@@ -39,10 +39,18 @@ class SweepOutcome:
     grid: Any  # ray.tune.ResultGrid
     summary: SweepSummary
     cfg: SweepConfig
+    interrupted: bool = False  # stopped by Ctrl-C/SIGINT before every trial finished: --resume it
 
     @property
     def ok(self) -> bool:
-        return not self.summary.failed
+        return not self.summary.failed and not self.interrupted
+
+
+def unfinished_trials(grid: Any) -> int:
+    """Trials neither terminated nor errored. Tune's fit() returns normally after a SIGINT, and
+    the ResultGrid's public API does not expose trial status, so this reads its trial list."""
+    trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or []
+    return sum(t.status not in ("TERMINATED", "ERROR") for t in trials)
 
 
 def cifar_trial(config: Mapping[str, Any], *, data: CifarArrays, num_threads: int, device: str) -> None:
@@ -259,7 +267,7 @@ def execute(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop: Any
                             data=prepared.data if cfg.evaluate_best else None,
                             experiment_path=grid.experiment_path)
         write_summary(summary)
-        return SweepOutcome(grid=grid, summary=summary, cfg=cfg)
+        return SweepOutcome(grid=grid, summary=summary, cfg=cfg, interrupted=unfinished_trials(grid) > 0)
     finally:
         if prepared.owns_ray:
             ray.shutdown()

@@ -26,7 +26,9 @@ def sweep(tmp_path_factory, cifar_dir):
 
     root = tmp_path_factory.mktemp("sweep")
     uri = f"sqlite:///{root / 'mlflow.db'}"
+    # Tiny on purpose: a 500-image subset and 3 epochs keep the whole sweep to Ray start-up plus seconds.
     cfg = SweepConfig(search="random", scheduler="fifo", smoke=True, num_samples=2, seed=0, data_dir=str(cifar_dir),
+                      subset=500, max_epochs=3,
                       storage_path=str(root / "ray_results"), name=SWEEP, evaluate_best=False, verbose=0,
                       max_concurrent=2)
     ray.init(num_cpus=2, include_dashboard=False)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.augment import CIFAR10_MEAN, CIFAR10_STD, augment_batch, make_generator, normalize
+from trainables.augment import CIFAR10_MEAN, CIFAR10_STD, augment_batch, make_generator, normalize, take_rows
 from trainables.data import load_cifar10
 
 
@@ -111,7 +111,25 @@ def test_cutout_fills_one_clipped_square_with_the_mean_colour() -> None:
         assert len(rows) <= size and len(cols) <= size
 
 
+def test_order_shuffles_in_the_same_pass() -> None:
+    images = _noise(50)
+    order = torch.randperm(50, generator=torch.Generator().manual_seed(0))
+    fused = augment_batch(images, generator=make_generator(5), crop_padding=3, cutout=4, order=order)
+    separate = augment_batch(images[order], generator=make_generator(5), crop_padding=3, cutout=4)
+    assert torch.equal(fused, separate)
+    subset = augment_batch(images, generator=make_generator(5), crop_padding=0, flip=False, order=order[:7])
+    assert torch.equal(subset, images[order[:7]])
+
+
+def test_take_rows_is_indexing() -> None:
+    images = _noise(20)
+    index = torch.tensor([3, 3, 0, 19])
+    assert torch.equal(take_rows(images, index), images[index])
+
+
 def test_rejects_bad_inputs() -> None:
+    with pytest.raises(ValueError, match=r"`order` is a torch.float32 tensor .* must be a 1-D int64 index"):
+        augment_batch(_noise(2), generator=make_generator(0), crop_padding=4, order=torch.zeros(2))
     with pytest.raises(ValueError, match=r"must be a uint8 tensor"):
         augment_batch(_noise(2).float(), generator=make_generator(0), crop_padding=4)
     with pytest.raises(ValueError, match=r"`crop_padding` is -1, but must be an int >= 0"):

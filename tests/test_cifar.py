@@ -235,7 +235,7 @@ def test_bad_config_fails_before_compute(small: CifarArrays) -> None:
     reporter = MemoryReporter()
     with pytest.raises(ValueError, match="Did you mean `lr`"):
         train_trial({"lrr": 0.1}, data=small, reporter=reporter, device="cpu")
-    with pytest.raises(ValueError, match="block 3 pool"):
+    with pytest.raises(ValueError, match="block 6 pool"):
         train_trial({**TINY, "num_blocks": 6}, data=small, reporter=reporter, device="cpu")
     with pytest.raises(ValueError, match="`num_threads` is 0"):
         train_trial(TINY, data=small, reporter=reporter, device="cpu", num_threads=0)
@@ -260,11 +260,11 @@ def test_batches_are_full_and_equal() -> None:
 
 @pytest.mark.slow
 def test_real_training_beats_chance(cifar: CifarArrays) -> None:
-    cfg = {"num_blocks": 3, "convs_per_block": 1, "filters": 16, "head_layers": 0, "batch_size": 64,
-           "epochs": 4, "lr": 0.05, "schedule": "onecycle", "seed": 0}
+    # The whole shared subset (~4580 train / ~510 val images), 3 epochs of a 6.4k-parameter CNN.
+    cfg = {"num_blocks": 3, "convs_per_block": 1, "filters": 8, "head_layers": 0, "batch_size": 64,
+           "epochs": 3, "lr": 0.05, "schedule": "onecycle", "seed": 0}
     last, reporter = _train(cifar, **cfg)
-    n_val = round(len(cifar.train_labels) * TINY.get("val_fraction", 0.1))
-    assert last[metrics.DIVERGED] == 0 and len(reporter.history) == 4
-    # Chance is 0.10 on 10 balanced classes; n is the ~10% validation split (about n_val images).
-    assert last[metrics.VAL_ACC] > 0.25, (n_val, reporter.history)
+    assert last[metrics.DIVERGED] == 0 and len(reporter.history) == 3
+    # Chance is 0.10 on 10 balanced classes (measured: 0.37 on the ~510 validation images).
+    assert last[metrics.VAL_ACC] > 0.25, reporter.history
     assert np.isfinite([r[metrics.VAL_LOSS] for r in reporter.history]).all()

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import yaml
 
 from trainables import metrics
+from trainables.cifar import evaluate_checkpoint, resolve_device, train_trial
 from trainables.checkpoint import CHECKPOINT_FILE, check_same_config, read_config
 from trainables.config import DEVICES, TrialConfig
 from trainables.data import default_data_dir, load_cifar10
@@ -152,11 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace) -> TrialConfig:
-    """File, then --set, then --epochs; on --resume without either, the checkpoint's own config."""
+    """On --resume the checkpoint's config, then the file, then --set, then --epochs."""
     flat: dict[str, Any] = {}
     ckpt = Path(args.output) / CHECKPOINT_DIR
-    if args.resume and not args.config and not args.set and (ckpt / CHECKPOINT_FILE).is_file():
-        flat.update(read_config(ckpt))
+    if args.resume and (ckpt / CHECKPOINT_FILE).is_file():
+        flat.update(read_config(ckpt))  # so `--resume` alone continues; overrides must still match it
     if args.config:
         flat.update(read_config_file(args.config))
     flat.update(parse_sets(args.set))
@@ -195,8 +196,6 @@ def summary(history: list[Mapping[str, Any]], *, seconds: float) -> str:
 
 
 def run_cli(argv: list[str] | None = None) -> int:
-    from trainables.cifar import evaluate_checkpoint, resolve_device, train_trial  # cifar imports us lazily
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

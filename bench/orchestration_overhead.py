@@ -1,0 +1,117 @@
+"""Orchestration overhead of a sweep: how much of its wall time is spent inside training steps.
+
+    efficiency = sum of train_time_s over every reported epoch of every trial
+                 / sweep wall time, from before ``ray.init`` to after ``Tuner.fit`` returns
+
+``train_time_s`` is the trainable's own clock around its training steps (validation, data
+shuffling, checkpointing, actor start-up, Ray start-up and scheduling all count as overhead).
+Concurrent trials add up, so on C cores the ceiling is C; ``per slot`` divides by the trials
+that ran at once. Measured once with ``reuse_actors`` on and once off (a fresh trial process
+per trial); the data is read once, before either clock starts, as ``sweeps.cifar`` does.
+
+The sweep is ``python -m sweeps.cifar --smoke``'s (Hyperopt + ASHA over the smoke space, 4
+trials, 2 epochs) on --subset training images (default: all of the shared subset; the smoke
+default of 1000 images makes epochs so short that Ray's fixed start-up dominates).
+
+    python bench/orchestration_overhead.py               # target: efficiency >= 0.8
+    python bench/orchestration_overhead.py --quick       # a sanity run, numbers meaningless
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+
+from sweeps.config import SMOKE_GRACE_PERIOD, SMOKE_MAX_EPOCHS, SMOKE_NUM_SAMPLES, SweepConfig
+from sweeps.tuner import build_tuner, load_data, prepare
+from trainables import metrics
+
+TARGET_EFFICIENCY = 0.8
+QUICK_SUBSET = 300
+
+
+def machine() -> str:
+    """CPU model, cores, and the load average at the time (the contention the numbers were taken under)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{platform.node()}: {cpu}, {len(os.sched_getaffinity(0))} usable cores, load average {load}"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    reuse_actors: bool
+    wall_s: float  # before ray.init -> after fit returns
+    train_s: float  # sum of train_time_s over all reported epochs
+    epochs: int  # trial-epochs reported
+    trials: int
+    concurrency: int
+
+    @property
+    def efficiency(self) -> float:
+        return self.train_s / self.wall_s
+
+
+def measure(cfg: SweepConfig, *, data: object, cpus: int) -> Measurement:
+    import ray
+
+    start = time.perf_counter()
+    ray.init(num_cpus=cpus, include_dashboard=False)
+    try:
+        prepared = prepare(cfg, data=data)  # joins the Ray started above
+        grid = build_tuner(prepared).fit()
+        wall = time.perf_counter() - start
+    finally:
+        ray.shutdown()
+    frames = [grid[i].metrics_dataframe for i in range(len(grid))]
+    frames = [f for f in frames if f is not None and metrics.TRAIN_TIME_S in f]
+    train = float(sum(f[metrics.TRAIN_TIME_S].fillna(0).sum() for f in frames))
+    return Measurement(reuse_actors=cfg.reuse_actors, wall_s=wall, train_s=train,
+                       epochs=int(sum(len(f) for f in frames)), trials=len(grid),
+                       concurrency=prepared.cfg.max_concurrent)
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", help="CIFAR-10 folder (default: as sweeps.cifar)")
+    p.add_argument("--subset", type=int, default=0, help="training images; 0 = all (default: %(default)s)")
+    p.add_argument("--num-samples", type=int, default=SMOKE_NUM_SAMPLES, help="trials (default: %(default)s)")
+    p.add_argument("--max-epochs", type=int, default=SMOKE_MAX_EPOCHS, help="epochs per trial (default: %(default)s)")
+    p.add_argument("--cpus", type=int, default=len(os.sched_getaffinity(0)),
+                   help="CPUs given to Ray, one per trial (default: this process's usable cores, %(default)s)")
+    p.add_argument("--quick", action="store_true", help=f"{QUICK_SUBSET} images: checks the script runs")
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    subset = QUICK_SUBSET if args.quick else args.subset
+    with tempfile.TemporaryDirectory(prefix="orchestration-") as storage:
+        base = SweepConfig(smoke=True, num_samples=args.num_samples, max_epochs=args.max_epochs,
+                           grace_period=min(SMOKE_GRACE_PERIOD, args.max_epochs), subset=subset,
+                           data_dir=args.data_dir, storage_path=storage, evaluate_best=False, verbose=0)
+        data = load_data(base)  # read once, outside both clocks
+        print(f"machine: {machine()}")
+        print(f"sweep: {base.search} + {base.scheduler}, smoke space, {base.num_samples} trials x up to "
+              f"{base.max_epochs} epochs, {len(data.train_labels)} training images (train+val), {args.cpus} CPUs, "
+              f"1 CPU per trial" + (" [--quick: numbers meaningless]" if args.quick else ""))
+        results = [measure(base.replace(reuse_actors=reuse, name=f"overhead-reuse-{reuse}"), data=data, cpus=args.cpus)
+                   for reuse in (True, False)]
+    for m in results:
+        verdict = "meets" if m.efficiency >= TARGET_EFFICIENCY else "misses"
+        print(f"reuse_actors={str(m.reuse_actors):5}  n = {m.trials} trials, {m.epochs} trial-epochs  "
+              f"train {m.train_s:6.1f} s / wall {m.wall_s:6.1f} s = efficiency {m.efficiency:.2f} "
+              f"(per slot {m.efficiency / max(1, m.concurrency):.2f}, {m.concurrency} at once); "
+              f"{verdict} the >= {TARGET_EFFICIENCY} target")
+    print(f"load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

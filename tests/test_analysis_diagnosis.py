@@ -1,0 +1,181 @@
+"""Verdicts on synthetic curves of known shape, the edge cases, thresholds and advice."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import DiagnosisThresholds, diagnose, diagnose_trial, thresholds_from_json, tidy
+from analysis.advice import CONFIG_KEYS_USED
+from trainables import metrics as m
+
+E = np.arange(1, 21, dtype=float)
+
+
+def records(trial_id, tl, ta, vl, va, **config):
+    return [{m.TRIAL_ID: trial_id, m.EPOCH: i + 1, m.TRAIN_LOSS: tl[i], m.TRAIN_ACC: ta[i], m.VAL_LOSS: vl[i],
+             m.VAL_ACC: va[i], m.LR: 0.05, **{f"{m.CONFIG_PREFIX}{k}": v for k, v in config.items()}}
+            for i in range(len(tl))]
+
+
+def overfit(trial_id="over", **config):
+    tl = 2.0 * np.exp(-E / 4) + 0.02
+    vl = 1.2 + 0.01 * (E - 6) ** 2
+    return records(trial_id, tl, 1 - 0.9 * np.exp(-E / 4), vl, np.minimum(0.55, 0.2 + 0.06 * E), **config)
+
+
+def good(trial_id="good", noise=0.0, seed=0, **config):
+    rng = np.random.default_rng(seed)
+    tl = 1.8 * np.exp(-E / 6) + 0.6
+    ta = 0.8 - 0.7 * np.exp(-E / 6)
+    jitter = lambda: 1 + noise * rng.standard_normal(len(E))  # noqa: E731
+    return records(trial_id, tl * jitter(), ta, (tl + 0.05) * jitter(), (ta - 0.03) * jitter(), **config)
+
+
+def underfit(trial_id="under", **config):
+    tl = 2.3 - 0.002 * E
+    return records(trial_id, tl, 0.1 + 0.002 * E, tl, 0.1 + 0.002 * E, **config)
+
+
+def verdicts(recs, **kw):
+    d = diagnose(tidy(recs), **kw)
+    return dict(zip(d[m.TRIAL_ID], d[m.TAG_DIAGNOSIS])), d.set_index(m.TRIAL_ID)
+
+
+def test_each_verdict_on_curves_of_known_shape():
+    diverged = records("div", [2.0, 1.5, 1.2, math.nan], [0.3, 0.4, 0.5, math.nan], [2.0, 1.5, 1.2, math.nan],
+                       [0.3, 0.4, 0.5, math.nan], lr=1.0)
+    got, table = verdicts(overfit() + good() + underfit() + diverged)
+    assert got == {"over": m.OVERFITTING, "good": m.GOOD_FIT, "under": m.UNDERFITTING, "div": m.DIVERGED_VERDICT}
+    assert table.loc["over", "diagnosis_epoch"] == 6  # the raw val_loss minimum: where to stop
+    assert "rose" in table.loc["over", "evidence"] and "epoch 6" in table.loc["over", "evidence"]
+    assert table.loc["div", "diagnosis_epoch"] == 4 and "nan" in table.loc["div", "evidence"]
+
+
+def test_accuracy_gap_alone_is_overfitting():
+    ta = np.minimum(1.0, 0.3 + 0.05 * E)
+    va = np.full_like(E, 0.4)
+    loss = 2.0 * np.exp(-E / 5)
+    got, table = verdicts(records("gap", loss, ta, loss + 0.1, va))
+    assert got["gap"] == m.OVERFITTING
+    assert "gap" in table.loc["gap", "evidence"]
+
+
+def test_exploding_loss_and_the_trainables_flag_are_diverged():
+    tl = np.r_[2.0, 1.0, 0.8, 0.7, 6.5, 7.0]
+    got, table = verdicts(records("boom", tl, [0.3] * 6, tl, [0.3] * 6))
+    assert got["boom"] == m.DIVERGED_VERDICT and table.loc["boom", "diagnosis_epoch"] == 5
+    flagged = records("flag", [2.0] * 6, [0.3] * 6, [2.0] * 6, [0.3] * 6)
+    flagged[-1][m.DIVERGED] = 1.0
+    assert verdicts(flagged)[0]["flag"] == m.DIVERGED_VERDICT
+
+
+def test_one_epoch_and_early_stopped_trials_are_inconclusive_not_underfitting():
+    one = records("one", [2.3], [0.1], [2.3], [0.1], epochs=20)
+    asha = records("asha", [2.3, 2.2], [0.12, 0.15], [2.3, 2.25], [0.12, 0.14], epochs=20)
+    got, table = verdicts(one + asha + good())
+    assert got["one"] == m.INCONCLUSIVE and got["asha"] == m.INCONCLUSIVE
+    assert table.loc["asha", m.END_STATE_TAG] == m.STOPPED_EARLY
+    assert "2 epoch" in table.loc["asha", "evidence"]
+
+
+def test_early_stopped_trial_is_compared_with_the_best_at_the_same_epoch():
+    # Stopped at epoch 6 but as good as the best trial was at epoch 6: not underfitting.
+    best = good("best", epochs=20)
+    stopped = [r for r in good("stopped", epochs=20) if r[m.EPOCH] <= 6]
+    got, table = verdicts(best + stopped)
+    assert table.loc["stopped", m.END_STATE_TAG] == m.STOPPED_EARLY
+    assert got["stopped"] == m.GOOD_FIT
+
+
+def test_flat_curves():
+    flat_chance = records("chance", [2.303] * 8, [0.1] * 8, [2.303] * 8, [0.1] * 8)
+    flat_good = records("flat_good", [0.5] * 8, [0.82] * 8, [0.55] * 8, [0.8] * 8)
+    got, table = verdicts(flat_chance + flat_good)
+    assert got == {"chance": m.UNDERFITTING, "flat_good": m.GOOD_FIT}
+    assert "plateau" in table.loc["chance", "evidence"] and "chance" in table.loc["chance", "evidence"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_noisy_good_fit_is_not_misjudged(seed):
+    assert verdicts(good(noise=0.04, seed=seed))[0]["good"] == m.GOOD_FIT
+
+
+def test_single_spike_in_val_loss_is_smoothed_away():
+    recs = good()
+    recs[-3][m.VAL_LOSS] *= 1.5  # one bad epoch near the end
+    assert verdicts(recs)[0]["good"] == m.GOOD_FIT
+
+
+def test_advice_is_specific_to_the_config():
+    config = dict(head_dropout=0.0, spatial_dropout=0.1, weight_decay=0.0, max_norm=0.0, augment=False,
+                  filters=128, early_stopping_patience=0, epochs=20)
+    advice = verdicts(overfit(**config))[1].loc["over", "advice"]
+    for expected in ("min val_loss at epoch 6 of 20 -> stop there", "early_stopping_patience is 0 -> try 3-5",
+                     "head_dropout is 0 -> try 0.2-0.5", "spatial_dropout is 0.1 -> try 0.2-0.5",
+                     "weight_decay 0 -> try 5e-4", "max_norm is off (0) -> try 3-4", "augment is off",
+                     "filters 128 -> try 64"):
+        assert expected in advice
+    under = verdicts(underfit(lr=1e-5, optimizer="sgd", filters=4, head_dropout=0.6))[1].loc["under", "advice"]
+    for expected in ("lr 1e-05 is low for sgd -> try 0.0001", "filters 4 -> try 32-64", "head_dropout 0.6 -> try <= 0.3"):
+        assert expected in under
+
+
+def test_advice_config_keys_exist_in_the_trial_config():
+    from trainables.config import CONFIG_KEYS
+
+    assert set(CONFIG_KEYS_USED) <= set(CONFIG_KEYS)
+
+
+def test_thresholds_change_the_verdict():
+    recs = overfit()
+    assert verdicts(recs)[0]["over"] == m.OVERFITTING
+    lenient = DiagnosisThresholds(val_loss_rise=2.0, gap_large=0.9)
+    assert verdicts(recs, thresholds=lenient)[0]["over"] == m.GOOD_FIT
+    assert verdicts(recs, thresholds=DiagnosisThresholds(min_epochs=25))[0]["over"] == m.INCONCLUSIVE
+
+
+@pytest.mark.parametrize("changes, error, words", [
+    ({"min_epochs": 1}, ValueError, "min_epochs >= 2"),
+    ({"min_epochs": 3.5}, TypeError, "must be an int"),
+    ({"val_loss_rise": 0.0}, ValueError, "must be > 0"),
+    ({"gap_large": 1.5}, ValueError, "must be in (0, 1)"),
+    ({"gap_large": float("nan")}, ValueError, "must be finite"),
+    ({"explode_ratio": 1.0}, ValueError, "must be > 1"),
+    ({"smoothing_window": 9, "min_epochs": 5}, ValueError, "smoothing_window"),
+    ({"fraction_of_best": True}, TypeError, "must be a number"),
+])
+def test_thresholds_are_validated(changes, error, words):
+    with pytest.raises(error, match=pytest.importorskip("re").escape(words)):
+        DiagnosisThresholds(**changes)
+
+
+def test_thresholds_from_json(tmp_path):
+    assert thresholds_from_json('{"min_epochs": 6}').min_epochs == 6
+    path = tmp_path / "t.json"
+    path.write_text('{"gap_large": 0.3}')
+    assert thresholds_from_json(path).gap_large == 0.3
+    with pytest.raises(ValueError, match="Unknown threshold"):
+        thresholds_from_json('{"min_epoch": 6}')
+    with pytest.raises(ValueError, match="neither a JSON object nor an existing file"):
+        thresholds_from_json(tmp_path / "missing.json")
+
+
+def test_diagnose_trial_needs_the_curves():
+    frame = tidy(good()).drop(columns=[m.VAL_LOSS])
+    with pytest.raises(ValueError, match="val_loss"):
+        diagnose_trial(frame)
+
+
+def test_advice_for_good_fit_diverged_and_inconclusive():
+    table = verdicts(good(epochs=20) + records("div", [2.0, math.inf], [0.2, 0.1], [2.0, 2.0], [0.2, 0.1], lr=0.3,
+                                              warmup_epochs=0.0, batch_norm=False)
+                     + records("one", [2.3], [0.1], [2.3], [0.1]))[1]
+    assert "val_loss was still at its minimum at epoch 20 of 20 -> more epochs" in table.loc["good", "advice"]
+    for expected in ("lr 0.3 -> try 0.1-0.03", "warmup_epochs is 0 -> try 1-2", "batch_norm is off -> turn it on"):
+        assert expected in table.loc["div", "advice"]
+    assert "Too few epochs" in table.loc["one", "advice"]
+    turned = overfit()  # val_loss turned at epoch 6: a good fit would say where to stop, not "more epochs"
+    assert "min val_loss at epoch 6 of 20" in verdicts(turned)[1].loc["over", "advice"]

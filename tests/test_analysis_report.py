@@ -1,0 +1,197 @@
+"""Loading a Ray result folder, the strategy table, the rendered report and its CLI."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import load_ray_results, strategy_table
+from analysis.report import main
+from analysis.strategies import spread_over_seeds
+from trainables import metrics as m
+from tests.test_analysis_diagnosis import good, overfit, underfit
+
+
+def write_ray_folder(root, trials: dict[str, list[dict]], *, errored=()):
+    """Trial folders the way Ray Tune writes them: result.json lines with the config nested."""
+    for trial_id, rows in trials.items():
+        folder = root / f"train_{trial_id}_0"
+        folder.mkdir(parents=True)
+        lines = []
+        for row in rows:
+            config = {k[len(m.CONFIG_PREFIX):]: v for k, v in row.items() if k.startswith(m.CONFIG_PREFIX)}
+            metrics = {k: v for k, v in row.items() if not k.startswith(m.CONFIG_PREFIX)}
+            lines.append(json.dumps({**metrics, m.TRIAL_ID: trial_id, m.TRAINING_ITERATION: row[m.EPOCH],
+                                     "timestamp": 1, "hostname": "h", "config": config}))
+        (folder / "result.json").write_text("\n".join(lines) + "\n")
+        if trial_id in errored:
+            (folder / "error.txt").write_text("boom")
+    return root
+
+
+@pytest.fixture
+def ray_folder(tmp_path):
+    cfg = dict(epochs=20, head_dropout=0.0, weight_decay=0.0, optimizer="sgd")
+    diverged = [{m.EPOCH: i, m.TRAIN_LOSS: v, m.TRAIN_ACC: 0.2, m.VAL_LOSS: v, m.VAL_ACC: 0.2, m.LR: 1.0,
+                 m.DIVERGED: float(i == 3), "config/lr": 1.0, "config/epochs": 20, "config/optimizer": "adam"}
+                for i, v in ((1, 2.0), (2, 1.8), (3, math.nan))]
+    trials = {"over": overfit(lr=0.1, **cfg), "good": good(lr=0.05, **cfg), "under": underfit(lr=1e-5, **cfg),
+              "div": diverged, "short": [r for r in good("short", lr=0.01, **cfg) if r[m.EPOCH] <= 2]}
+    for rows in trials.values():
+        for r in rows:
+            r.pop(m.TRIAL_ID, None)
+    return write_ray_folder(tmp_path / "sweep", trials)
+
+
+def test_load_ray_results_gives_the_tidy_frame(ray_folder):
+    frame = load_ray_results(ray_folder)
+    assert list(frame.columns[:2]) == [m.TRIAL_ID, m.EPOCH]
+    assert {"config/lr", "config/optimizer", m.END_STATE_TAG} <= set(frame.columns)
+    assert not {"timestamp", "hostname", "config"} & set(frame.columns)
+    assert len(frame) == 20 * 3 + 3 + 2
+    states = frame.groupby(m.TRIAL_ID)[m.END_STATE_TAG].first().to_dict()
+    assert states == {"over": m.COMPLETED, "good": m.COMPLETED, "under": m.COMPLETED,
+                      "div": m.DIVERGED_STATE, "short": m.STOPPED_EARLY}
+    assert math.isnan(frame.loc[(frame[m.TRIAL_ID] == "div") & (frame[m.EPOCH] == 3), m.TRAIN_LOSS].item())
+
+
+def test_load_ray_results_errors_name_the_fix(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_ray_results(tmp_path / "nope")
+    (tmp_path / "storage" / "exp" / "t1").mkdir(parents=True)
+    (tmp_path / "storage" / "exp" / "t1" / "result.json").write_text("{}\n")
+    with pytest.raises(ValueError, match="pass one of them"):
+        load_ray_results(tmp_path / "storage")
+
+
+def test_errored_trial_is_marked(tmp_path):
+    folder = write_ray_folder(tmp_path / "s", {"a": [{k: v for k, v in r.items() if k != m.TRIAL_ID}
+                                                     for r in good()[:3]]}, errored=("a",))
+    assert set(load_ray_results(folder)[m.END_STATE_TAG]) == {m.ERRORED}
+
+
+def comparison_folder(root):
+    root.mkdir(parents=True, exist_ok=True)
+    rows, summary = [], []
+    for strategy, speed in (("random", 0.02), ("hyperopt", 0.04)):
+        for seed in range(3):
+            best = np.minimum(0.3 + speed * np.arange(1, 21) + 0.01 * seed, 0.8)
+            rows += [dict(strategy=strategy, seed=seed, trial_epochs=i + 1, trial_seconds=2.0 * (i + 1),
+                          best_val_acc=b) for i, b in enumerate(best)]
+            reached = np.flatnonzero(best >= 0.6)
+            summary.append(dict(strategy=strategy, seed=seed, best_val_acc=best.max(), trial_epochs=20,
+                                trial_seconds=40.0, epochs_to_target=float(reached[0] + 1) if reached.size else math.nan,
+                                target=0.6))
+    pd.DataFrame(rows).to_csv(root / "anytime.csv", index=False)
+    pd.DataFrame(summary).to_csv(root / "summary.csv", index=False)
+    return root
+
+
+def test_strategy_table_has_median_spread_and_n(tmp_path):
+    summary = pd.read_csv(comparison_folder(tmp_path / "cmp") / "summary.csv")
+    table = strategy_table(summary).set_index("strategy")
+    assert table.loc["hyperopt", "n"] == 3 and table.loc["hyperopt", "reached"] == "3/3"
+    assert table.loc["random", "best_val_acc_median"] == pytest.approx(0.71)
+    assert table.loc["random", "best_val_acc_min"] == pytest.approx(0.70)
+    assert table.loc["hyperopt", "epochs_to_target_median"] == 8  # 0.3 + 0.04 * 8 + 0.01 >= 0.6
+    assert table.index[0] == "hyperopt"  # best first
+
+
+def test_spread_over_seeds_carries_each_seed_forward():
+    anytime = pd.DataFrame(dict(strategy="s", seed=[0, 0, 1], trial_epochs=[1, 3, 2], best_val_acc=[0.1, 0.5, 0.3]))
+    spread = spread_over_seeds(anytime).set_index("trial_epochs")
+    assert spread.loc[2, "median"] == pytest.approx(0.2)  # seed 0 still at 0.1, seed 1 at 0.3
+    assert spread.loc[3, "max"] == 0.5 and spread.loc[3, "n"] == 2
+
+
+def test_report_cli_renders_html_pngs_and_csv(ray_folder, tmp_path, capsys):
+    cmp = comparison_folder(tmp_path / "cmp")
+    out = tmp_path / "report"
+    assert main([str(ray_folder), "--out", str(out), "--compare", str(cmp), "--min-epochs", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "5 trials: 1 overfitting, 1 underfitting, 1 diverged, 1 good_fit, 1 inconclusive." in printed
+    html = (out / "report.html").read_text()
+    for name in ("curves", "gap", "hyperparameters", "anytime"):
+        assert (out / f"{name}.png").stat().st_size > 1000
+    assert html.count('<img alt="') == 4 and html.count("data:image/png;base64,") == 4
+    assert "<table" in html and "Strategy comparison" in html and "hyperopt" in html
+    diagnoses = pd.read_csv(out / "diagnoses.csv").set_index(m.TRIAL_ID)
+    assert diagnoses.loc["over", m.TAG_DIAGNOSIS] == m.OVERFITTING
+    assert (out / "strategies.csv").is_file()
+
+
+def test_report_cli_default_out_and_thresholds(ray_folder, tmp_path):
+    (tmp_path / "t.json").write_text(json.dumps({"min_epochs": 25}))
+    assert main([str(ray_folder), "--thresholds", str(tmp_path / "t.json")]) == 0
+    diagnoses = pd.read_csv(ray_folder / "report" / "diagnoses.csv")
+    assert set(diagnoses[m.TAG_DIAGNOSIS]) == {m.INCONCLUSIVE, m.DIVERGED_VERDICT}
+    with pytest.raises(ValueError, match="min_epochs >= 2"):
+        main([str(ray_folder), "--min-epochs", "1"])
+
+
+def test_comparison_folder_alone(tmp_path):
+    cmp = comparison_folder(tmp_path / "cmp")
+    assert main([str(cmp)]) == 0
+    assert (cmp / "report" / "anytime.png").is_file() and (cmp / "report" / "strategies.csv").is_file()
+
+
+def test_not_a_folder_without_tracking_uri(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(SystemExit, match="--tracking-uri"):
+        main(["no-such-experiment"])
+
+
+def test_comparison_columns_match_sweeps():
+    from analysis import strategies
+    from sweeps import anytime
+
+    for name in ("STRATEGY", "SEED", "TRIAL_EPOCHS", "TRIAL_SECONDS", "BEST_VAL_ACC", "EPOCHS_TO_TARGET", "TARGET"):
+        assert getattr(strategies, name) == getattr(anytime, name)
+
+
+def test_importing_analysis_pulls_in_neither_torch_nor_ray():
+    code = ("import sys, analysis, analysis.report, analysis.diagnosis, analysis.frames, analysis.strategies; "
+            "analysis.diagnose; heavy = [n for n in ('torch', 'ray', 'matplotlib', 'mlflow') if n in sys.modules]; "
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_comparison_folder_diagnoses_each_strategys_trials(tmp_path):
+    cmp = comparison_folder(tmp_path / "cmp")
+    for strategy, seed, trials in (("random", 0, {"a": overfit()}), ("hyperopt-asha", 1, {"a": good()})):
+        rows = {t: [{k: v for k, v in r.items() if k != m.TRIAL_ID} for r in recs] for t, recs in trials.items()}
+        write_ray_folder(cmp / "ray_results" / f"compare-{strategy}-seed{seed}-20260101", rows)
+    assert main([str(cmp), "--out", str(tmp_path / "out")]) == 0
+    diagnoses = pd.read_csv(tmp_path / "out" / "diagnoses.csv").set_index(m.TRIAL_ID)
+    assert diagnoses.loc["compare-random-seed0-20260101/a", m.TAG_DIAGNOSIS] == m.OVERFITTING
+    assert diagnoses.loc["compare-hyperopt-asha-seed1-20260101/a", "strategy"] == "hyperopt-asha"
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Diagnoses by strategy" in html and html.count('<img alt="') == 4
+
+
+@pytest.mark.parametrize("key, values, expected", [
+    ("lr", [1e-4, 1e-2, 0.1], "log"),
+    ("weight_decay", [0.0, 5e-4, 1e-3], "symlog"),
+    ("filters", [16, 32, 64], "linear"),
+    ("head_units", [8, 4096], "log"),
+    ("momentum", [-0.1, 0.9], "linear"),
+])
+def test_x_scale(key, values, expected):
+    from analysis.plots import x_scale
+
+    assert x_scale(key, np.array(values, dtype=float))[0] == expected
+
+
+def test_public_api_resolves():
+    import analysis
+
+    for name in analysis.__all__:
+        assert callable(getattr(analysis, name)), name
+    with pytest.raises(AttributeError):
+        analysis.no_such_function

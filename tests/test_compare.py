@@ -1,0 +1,118 @@
+"""sweeps.compare: input rules, the budget stopper, and one real tiny comparison end to end."""
+from __future__ import annotations
+
+import math
+
+import mlflow
+import pandas as pd
+import pytest
+
+from analysis.strategies import ANYTIME_FILE, SUMMARY_FILE, load_comparison
+from sweeps import anytime as at
+from sweeps import compare
+from sweeps.compare import CompareConfig
+from sweeps.config import SweepConfig
+from sweeps.tracking_config import TrackingConfig
+from trainables import metrics
+
+
+@pytest.mark.parametrize("changes, name", [
+    ({"strategies": ()}, "strategies"),
+    ({"strategies": ("random", "bogus")}, "strategies"),
+    ({"strategies": ("random", "random")}, "strategies"),
+    ({"seeds": ()}, "seeds"),
+    ({"seeds": (0, 0)}, "seeds"),
+    ({"seeds": (-1,)}, "seeds"),
+    ({"budget": -4}, "budget"),
+    ({"budget": 3}, "budget"),  # below max_epochs (12): no trial could finish
+    ({"target": 1.5}, "target"),
+    ({"target": math.nan}, "target"),
+    ({"grid_space": "/nonexistent/space.yaml"}, "grid_space"),
+    ({"sweep": SweepConfig(resume=True, name="x")}, "resume"),
+])
+def test_config_rejects_bad_input_naming_it(changes, name):
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        CompareConfig(**changes)
+
+
+def test_sweep_config_per_strategy():
+    cfg = CompareConfig(budget=40, sweep=SweepConfig(max_epochs=4))
+    grid = cfg.sweep_config("grid", seed=2)
+    assert (grid.search, grid.scheduler, grid.num_samples, grid.seed) == ("grid", "fifo", 1, 2)
+    hb = cfg.sweep_config("hyperopt+hyperband", seed=1)
+    # Enough trials that the trial-epoch budget, not num_samples, ends the sweep.
+    assert (hb.search, hb.scheduler, hb.num_samples) == ("hyperopt", "hyperband", 40)
+    assert CompareConfig(sweep=SweepConfig(max_epochs=5)).trial_epoch_budget == compare.DEFAULT_BUDGET_TRIALS * 5
+
+
+def test_parse_args_smoke_defaults():
+    cfg, tracking = compare.parse_args(["--smoke", "--strategies", "random", "grid", "--no-mlflow"])
+    assert cfg.seeds == (0,) and cfg.strategies == ("random", "grid")
+    assert cfg.sweep.smoke and cfg.trial_epoch_budget == compare.SMOKE_BUDGET_TRIALS * cfg.sweep.max_epochs
+    assert not tracking.enabled
+
+
+@pytest.mark.parametrize("argv", [["--strategies", "bogus"], ["--budget", "1", "--max-epochs", "2"],
+                                  ["--smoke", "--target", "2"]])
+def test_cli_bad_input_exits_2_before_compute(argv, capsys):
+    assert compare.main([*argv, "--no-mlflow"]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_budget_stopper_counts_each_trial_epoch_once():
+    stopper = compare.make_budget_stopper(3)
+    stopper("a", {metrics.TRAINING_ITERATION: 1})
+    stopper("a", {metrics.TRAINING_ITERATION: 1})  # Tune's duplicate final result
+    stopper("b", {metrics.TRAINING_ITERATION: 1})
+    assert not stopper.stop_all()
+    stopper("a", {metrics.TRAINING_ITERATION: 2})
+    assert stopper.stop_all()
+
+
+def test_summary_row_cuts_at_budget_and_counts_trials():
+    records = pd.DataFrame([compare.epoch_record({metrics.TRIAL_ID: t, metrics.VAL_ACC: acc, metrics.EPOCH_TIME_S: 1.0},
+                                                 now=now)
+                            for t, acc, now in [("a", 0.2, 0.0), ("b", 0.3, 1.0), ("c", 0.9, 3.0), ("a", 0.4, 2.0)]])
+    anytime, row = compare.summary_row(records, strategy="random", seed=1, budget=3, target=0.35)
+    assert list(anytime.columns) == list(at.ANYTIME_COLUMNS)
+    assert list(anytime[at.BEST_VAL_ACC]) == [0.2, 0.3, 0.4]  # c's epoch came after the budget
+    assert row[compare.TRIALS] == 2 and row[at.TRIAL_EPOCHS] == 3 and row[at.EPOCHS_TO_TARGET] == 3.0
+
+
+@pytest.fixture
+def ray_2cpu():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_tiny_comparison_end_to_end(ray_2cpu, cifar_dir, tmp_path):
+    budget = 4
+    cfg = CompareConfig(
+        strategies=("random", "random+asha"), seeds=(0,), budget=budget, target=0.15, output_dir=str(tmp_path / "cmp"),
+        sweep=SweepConfig(smoke=True, max_epochs=2, grace_period=1, subset=500, data_dir=str(cifar_dir),
+                          storage_path=str(tmp_path / "ray_results"), verbose=0))
+    tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="compare-test")
+    result = compare.run_comparison(cfg, tracking=tracking)
+
+    anytime, summary = load_comparison(tmp_path / "cmp")
+    assert list(anytime.columns) == list(at.ANYTIME_COLUMNS)
+    assert list(summary.columns)[:len(at.SUMMARY_COLUMNS)] == list(at.SUMMARY_COLUMNS)
+    assert (tmp_path / "cmp" / compare.PLOT_FILE).stat().st_size > 0
+    # Equal budgets: both strategies spent exactly B trial-epochs, the curve has one row per epoch.
+    assert list(summary[at.TRIAL_EPOCHS]) == [budget, budget]
+    for _, curve in anytime.groupby(at.STRATEGY):
+        assert list(curve[at.TRIAL_EPOCHS]) == list(range(1, budget + 1))
+        assert curve[at.BEST_VAL_ACC].is_monotonic_increasing
+        assert (curve[at.TRIAL_SECONDS].diff().dropna() > 0).all()
+    assert summary[at.BEST_VAL_ACC].between(0, 1).all()
+    reached = summary[at.EPOCHS_TO_TARGET].dropna()
+    assert (reached <= budget).all()
+
+    client = mlflow.tracking.MlflowClient(tracking_uri=tracking.tracking_uri)
+    run = client.get_run(result.run_id)
+    logged = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {ANYTIME_FILE, SUMMARY_FILE, compare.PLOT_FILE} <= logged

@@ -1,0 +1,107 @@
+"""End-to-end sweeps: real Ray (one instance for the module), the real trainable, the shared subset."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import ray
+from ray import tune
+
+import sweeps.tuner
+from sweeps.config import SweepConfig
+from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV
+from sweeps.tuner import run_sweep, subsample
+from trainables import metrics
+from trainables.data import load_cifar10
+
+pytestmark = pytest.mark.slow
+SUBSET = 500  # training images (train + val); about a second per epoch of the smoke model
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data(cifar_dir):
+    return subsample(load_cifar10(cifar_dir), size=SUBSET, seed=0)
+
+
+def _cfg(tmp_path: Path, **changes) -> SweepConfig:
+    base = dict(smoke=True, max_epochs=2, grace_period=1, num_samples=2, subset=SUBSET, verbose=0,
+                storage_path=str(tmp_path), name="sweep", keep_checkpoints=1, max_concurrent=2)
+    return SweepConfig(**{**base, **changes})
+
+
+def _space_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def _check_outputs(outcome, *, trials: int) -> pd.DataFrame:
+    summary = outcome.summary
+    assert summary.num_trials == trials == len(outcome.grid)
+    assert set(summary.table[metrics.END_STATE_TAG]) <= set(metrics.END_STATES)
+    experiment = Path(summary.experiment_path)
+    table = pd.read_csv(experiment / SUMMARY_CSV)
+    assert len(table) == trials and table["epochs"].sum() == summary.trial_epochs > 0
+    best = json.loads((experiment / BEST_CONFIG_JSON).read_text())
+    assert best["config"] == summary.best_config and best[metrics.TRIAL_ID] == summary.best_trial_id
+    return table
+
+
+def test_hyperopt_asha_sweep_starts_from_known_points_and_tests_the_best(ray_session, data, tmp_path):
+    outcome = run_sweep(_cfg(tmp_path, search="hyperopt", scheduler="asha", num_samples=3), data=data)
+    table = _check_outputs(outcome, trials=3)
+    assert outcome.ok and (table["epochs"] <= 2).all()
+    assert 0.05 in set(table["config/lr"])  # the smoke space's starting point
+    assert 0.0 <= outcome.summary.test[metrics.TEST_ACC] <= 1.0  # best checkpoint on the test split
+
+
+def test_grid_size_is_exact_and_a_diverging_trial_does_not_stop_the_sweep(ray_session, data, tmp_path):
+    # lr 9 without batch norm at momentum 0.99 explodes within the first epoch; lr 0.05 trains.
+    space = _space_file(tmp_path, "lr: {grid: [9.0, 0.05]}\nbatch_size: {grid: [32, 64]}\nbatch_norm: false\n"
+                                  "momentum: 0.99\nnum_blocks: 2\nconvs_per_block: 1\nfilters: 16\nhead_layers: 0\n")
+    outcome = run_sweep(_cfg(tmp_path, search="grid", scheduler="fifo", space=space, num_samples=2, max_epochs=1,
+                             max_failures=0, evaluate_best=False), data=data)
+    table = _check_outputs(outcome, trials=2 * 2 * 2)
+    combos = table.groupby(["config/lr", "config/batch_size"]).size()
+    assert len(combos) == 4 and (combos == 2).all()
+    states = table.groupby("config/lr")[metrics.END_STATE_TAG].agg(set)
+    assert states[9.0] == {metrics.DIVERGED_STATE} and states[0.05] == {metrics.COMPLETED}
+    assert outcome.ok and outcome.summary.best_config["lr"] == 0.05
+
+
+class _MoveDataAway(tune.Callback):
+    """Runs in the driver once the Tuner starts, after the data was loaded: any trial that tried
+    to read the data folder would now fail."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def setup(self, **info):
+        self.folder.rename(self.folder.with_name("moved-away"))
+
+
+def test_random_hyperband_loads_data_once_in_the_driver(ray_session, cifar_dir, tmp_path, monkeypatch):
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    shutil.copytree(cifar_dir, folder)
+    calls = []
+
+    def counting_load(*args, **kwargs):
+        calls.append(args)
+        return load_cifar10(*args, **kwargs)
+
+    monkeypatch.setattr(sweeps.tuner, "load_cifar10", counting_load)
+    outcome = run_sweep(_cfg(tmp_path, search="random", scheduler="hyperband", num_samples=3, data_dir=str(folder),
+                             max_failures=0, evaluate_best=False), callbacks=[_MoveDataAway(folder)])
+    table = _check_outputs(outcome, trials=3)
+    assert len(calls) == 1 and not folder.exists()  # trials ran on the object-store copy only
+    assert outcome.ok and outcome.summary.num_errored == 0 and (table["epochs"] <= 2).all()

@@ -1,0 +1,55 @@
+"""--resume: a sweep interrupted mid-way (SIGINT to the CLI) finishes every trial, without
+redoing the ones that had finished. Runs the real CLI in subprocesses (each starts its own Ray)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sweeps.summary import SUMMARY_CSV
+from trainables import metrics
+
+pytestmark = pytest.mark.slow
+TRIALS, EPOCHS = 3, 2
+
+
+def _epochs_by_trial(experiment: Path) -> dict[str, int]:
+    """Reported epochs per trial folder (one line of result.json per epoch)."""
+    return {p.parent.name: len(p.read_text().splitlines()) for p in experiment.glob("*/result.json")}
+
+
+def test_resume_finishes_an_interrupted_sweep_without_redoing_finished_trials(cifar_dir, tmp_path):
+    cli = [sys.executable, "-m", "sweeps.cifar", "--smoke", "--search", "random", "--scheduler", "fifo",
+           "--num-samples", str(TRIALS), "--max-epochs", str(EPOCHS), "--max-concurrent", "1", "--subset", "500",
+           "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path), "--name", "interrupted", "--verbose", "0"]
+    env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
+    experiment = tmp_path / "interrupted"
+    proc = subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if sum(n == EPOCHS for n in _epochs_by_trial(experiment).values()) >= 1:
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, f"the sweep ended before it could be interrupted:\n{proc.communicate()[0][-3000:]}"
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C does: Tune saves its state and stops
+    output = proc.communicate(timeout=180)[0]
+    assert proc.returncode == 130 and "--resume --name interrupted" in output, output[-3000:]
+    before = _epochs_by_trial(experiment)
+    finished = {t for t, n in before.items() if n == EPOCHS}
+    assert finished and len(finished) < TRIALS, output[-3000:]
+
+    resumed = subprocess.run([*cli, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    after = _epochs_by_trial(experiment)
+    assert len(after) == TRIALS and all(n == EPOCHS for n in after.values())
+    assert all(after[t] == before[t] for t in finished)  # not a single epoch redone
+    table = pd.read_csv(experiment / SUMMARY_CSV)
+    assert len(table) == TRIALS and (table[metrics.END_STATE_TAG] == metrics.COMPLETED).all()
+    assert json.loads((experiment / "sweep_config.json").read_text())["sweep"]["num_samples"] == TRIALS

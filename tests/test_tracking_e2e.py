@@ -1,0 +1,255 @@
+"""Sweeps logged to MLflow end to end: real Ray, the real trainable on the shared subset, a real
+``mlflow server`` (started and killed by a fixture) and MLflow's default local store.
+
+The truth is Ray's own record (each trial's result.json and params.json, summary.csv); MLflow
+must hold one parent per sweep, one child per trial, each epoch once, and no run left RUNNING.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import ray
+from mlflow import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
+
+from sweeps.backfill import backfill
+from sweeps.config import SweepConfig
+from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV
+from sweeps.tracking import for_sweep
+from sweeps.tracking_config import DEFAULT_EXPERIMENT, TrackingConfig
+from sweeps.tracking_runs import TAG_SWEEP_FOLDER
+from sweeps.tuner import run_sweep, subsample
+from trainables import metrics
+from trainables.data import load_cifar10
+
+pytestmark = pytest.mark.slow
+SUBSET = 200  # training images (train + val)
+EPOCHS = 2
+TRIALS = 2
+COMPARED = (metrics.VAL_ACC, metrics.TRAIN_LOSS, metrics.LR)  # metric histories checked value by value
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real ``mlflow server`` on a free port over a sqlite file, restartable on the same store."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.port = _free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+               "--workers", "1", "--backend-store-uri", f"sqlite:///{self.root}/db",
+               "--artifacts-destination", str(self.root / "art")]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)  # its own group: stop() takes its workers too
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"mlflow server on port {self.port} did not become healthy in {timeout_s}s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # a crash, not a graceful shutdown
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def data(cifar_dir):
+    return subsample(load_cifar10(cifar_dir), size=SUBSET, seed=0)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _ray_trials(folder: Path) -> dict[str, dict]:
+    """Ray's record per trial id: config (params.json) and epochs (result.json, first report of each)."""
+    trials = {}
+    for result_file in folder.glob("*/result.json"):
+        rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+        epochs: dict[int, dict] = {}
+        for row in rows:
+            epochs.setdefault(int(row[metrics.EPOCH]), row)
+        config = json.loads((result_file.parent / "params.json").read_text())
+        trials[rows[0][metrics.TRIAL_ID]] = {"config": config, "epochs": epochs}
+    return trials
+
+
+def _parents(client: MlflowClient, experiment_id: str, folder: Path) -> list:
+    return client.search_runs([experiment_id], f"tags.`{metrics.TAG_ROLE}` = '{metrics.ROLE_PARENT}' and "
+                                               f"tags.`{TAG_SWEEP_FOLDER}` = '{folder}'")
+
+
+def assert_mlflow_matches_ray(client: MlflowClient, folder: Path, *, experiment: str = DEFAULT_EXPERIMENT) -> None:
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    parents = _parents(client, experiment_id, folder)
+    assert len(parents) == 1, f"one parent run per sweep, found {len(parents)}"
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    tags = parent.data.tags
+    settings = json.loads((folder / "sweep_config.json").read_text())["sweep"]
+    assert tags[metrics.TAG_SWEEP_NAME] == folder.name
+    assert tags[metrics.TAG_SEARCH] == settings["search"] and tags[metrics.TAG_SCHEDULER] == settings["scheduler"]
+    assert len(tags[MLFLOW_GIT_COMMIT]) == 40
+    assert parent.data.params["max_epochs"] == str(settings["max_epochs"])
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {SUMMARY_CSV, BEST_CONFIG_JSON, "best_checkpoint"} <= artifacts
+    assert {"checkpoint.pt", "config.json"} <= {Path(a.path).name for a in
+                                               client.list_artifacts(parent.info.run_id, "best_checkpoint")}
+
+    children = client.search_runs([experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'")
+    truth = _ray_trials(folder)
+    by_trial = {}
+    for child in children:
+        trial_id = child.data.tags[metrics.TAG_TRIAL_ID]
+        assert trial_id not in by_trial, f"two runs for trial {trial_id}"
+        by_trial[trial_id] = child
+    assert set(by_trial) == set(truth)
+    end_states = pd.read_csv(folder / SUMMARY_CSV).set_index(metrics.TRIAL_ID)[metrics.END_STATE_TAG]
+    for trial_id, child in by_trial.items():
+        record = truth[trial_id]
+        assert child.info.status in ("FINISHED", "FAILED"), f"{trial_id} left {child.info.status}"
+        assert child.data.tags[metrics.TAG_ROLE] == metrics.ROLE_TRIAL
+        assert child.data.tags[metrics.END_STATE_TAG] == end_states[trial_id]
+        assert child.info.run_name.startswith(f"trial {trial_id.rsplit('_', 1)[1]}")
+        assert child.data.params == {k: str(v) for k, v in record["config"].items()}
+        for key in COMPARED:
+            history = client.get_metric_history(child.info.run_id, key)
+            steps = [m.step for m in history]
+            assert len(steps) == len(set(steps)), f"{trial_id} {key}: duplicate steps {steps}"
+            assert sorted(steps) == sorted(record["epochs"])
+            for m in history:
+                assert m.value == pytest.approx(record["epochs"][m.step][key], nan_ok=True)
+
+
+def _sweep_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    return {**env, "RAY_DEDUP_LOGS": "0", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+def _cli(tmp_path: Path, cifar_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "sweeps.cifar", "--smoke", "--search", "random", "--scheduler", "fifo",
+            "--num-samples", str(TRIALS), "--max-epochs", str(EPOCHS), "--subset", str(SUBSET),
+            "--max-concurrent", str(TRIALS), "--verbose", "0", "--storage-path", "ray", "--name", "killed",
+            "--data-dir", str(cifar_dir), *extra]
+
+
+def _wait_for(predicate, *, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def _logged_epochs(client: MlflowClient) -> int:
+    experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT)
+    if experiment is None:
+        return 0
+    runs = client.search_runs([experiment.experiment_id], f"tags.`{metrics.TAG_ROLE}` = '{metrics.ROLE_TRIAL}'")
+    return sum(1 for r in runs if metrics.VAL_ACC in r.data.metrics)
+
+
+def test_killed_driver_resumes_into_the_same_runs_in_the_default_local_store(ray_session, data, tmp_path,
+                                                                             cifar_dir, monkeypatch):
+    """SIGKILL the CLI driver mid-sweep, then resume: one run per trial, none RUNNING, no step twice.
+    No tracking flag: MLflow's default store, ./mlflow.db in the working directory."""
+    folder = tmp_path / "ray" / "killed"
+    driver = subprocess.Popen(_cli(tmp_path, cifar_dir), cwd=tmp_path, env=_sweep_env(tmp_path),
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+        _wait_for(lambda: (tmp_path / "mlflow.db").exists() and list(folder.glob("experiment_state-*.json"))
+                  and _logged_epochs(client) >= 1, timeout_s=240, what="a first epoch logged in MLflow")
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        driver.wait(timeout=60)
+    experiment_id = client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id
+    assert _parents(client, experiment_id, folder)[0].info.status == "RUNNING"  # what a SIGKILL leaves
+
+    # The resume runs in this process (what `--resume` does after parsing), into the same default store.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = SweepConfig(name="killed", storage_path=str(tmp_path / "ray"), resume=True, evaluate_best=False, verbose=0)
+    callback = for_sweep(cfg, TrackingConfig())
+    outcome = run_sweep(cfg, data=data, callbacks=[callback])
+    callback.log_summary(outcome.summary)
+    assert outcome.ok
+    assert_mlflow_matches_ray(client, folder)
+    assert not client.search_runs([experiment_id], "attributes.status = 'RUNNING'")
+
+
+def test_server_killed_mid_sweep_then_backfill(ray_session, data, mlflow_server, tmp_path, caplog):
+    """The server dies after the first logged epoch: the sweep still completes, the outage is one
+    warning line, and once the server is back the backfill makes MLflow match Ray, idempotently."""
+    cfg = SweepConfig(smoke=True, search="random", scheduler="fifo", num_samples=TRIALS, max_epochs=EPOCHS,
+                      subset=SUBSET, verbose=0, max_concurrent=TRIALS, storage_path=str(tmp_path / "ray"),
+                      name="outage", evaluate_best=False)
+    tracking = TrackingConfig(tracking_uri=mlflow_server.uri, flush_timeout_s=3.0, max_backoff_s=1.0)
+    callback = for_sweep(cfg, tracking)
+    client = MlflowClient(mlflow_server.uri)
+
+    def kill_after_first_epoch() -> None:
+        _wait_for(lambda: _logged_epochs(client) >= 1, timeout_s=240, what="a first epoch on the server")
+        mlflow_server.stop()
+
+    killer = threading.Thread(target=kill_after_first_epoch, daemon=True)
+    killer.start()
+    with caplog.at_level(logging.WARNING, logger="sweeps"):
+        outcome = run_sweep(cfg, data=data, callbacks=[callback])
+        callback.log_summary(outcome.summary)
+    killer.join(timeout=5)
+    assert outcome.summary.num_trials == TRIALS and outcome.ok
+    outage_lines = [r for r in caplog.records if "cannot log" in r.getMessage()]
+    assert len(outage_lines) == 1, [r.getMessage() for r in caplog.records]
+    assert any("sweeps.backfill" in r.getMessage() and "not logged" in r.getMessage() for r in caplog.records)
+
+    mlflow_server.start()
+    folder = Path(outcome.summary.experiment_path)
+    experiment_id = client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id
+    assert _parents(client, experiment_id, folder)[0].info.status == "RUNNING"  # the end never arrived
+    first = backfill(folder, tracking=tracking)
+    assert first.epochs_logged + first.runs_created > 0
+    assert_mlflow_matches_ray(client, folder)
+    second = backfill(folder, tracking=tracking)
+    assert (second.runs_created, second.epochs_logged, second.runs_finished) == (0, 0, 0)
+    assert_mlflow_matches_ray(client, folder)
