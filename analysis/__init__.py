@@ -2,6 +2,16 @@
 
 Pure functions over tidy pandas frames (one row per trial-epoch). Names are resolved lazily,
 so ``import analysis`` pulls in neither matplotlib nor mlflow (and never torch or ray).
+
+In a notebook::
+
+    import analysis
+    frame = analysis.load_ray_results("ray_results/my-sweep")   # or load_mlflow(name, tracking_uri=...)
+    table = analysis.diagnose(frame)                            # verdict, epoch, evidence, advice
+    table[table.diagnosis == "overfitting"][["trial_id", "evidence", "advice"]]
+    analysis.plot_curves(frame, table.trial_id[:3], diagnoses=table)
+
+From the shell: ``python -m analysis.report ray_results/my-sweep [--tracking-uri URI]``.
 """
 from __future__ import annotations
 

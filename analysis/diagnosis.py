@@ -31,6 +31,7 @@ DIAGNOSIS_EPOCH = "diagnosis_epoch"
 EVIDENCE = "evidence"
 ADVICE = "advice"
 N_EPOCHS = "n_epochs"
+SIGNALS = "signals"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Diagnosis:
     evidence: str  # the numbers behind the verdict, human-readable
     advice: str  # what to change, specific to the trial's config
     facts: Mapping[str, float] = field(default_factory=dict)  # the numbers, machine-readable
+    signals: tuple[str, ...] = ()  # which rules fired, e.g. ("val_loss_turn", "gap")
 
 
 def smooth(values: np.ndarray, *, window: int) -> np.ndarray:
@@ -103,9 +105,9 @@ class _Curves:
         return cls(rows[m.EPOCH].to_numpy(), *smoothed, rows[m.VAL_LOSS].to_numpy(dtype=float))
 
 
-def overfitting_signals(c: _Curves, *, th: DiagnosisThresholds) -> list[tuple[int, str]]:
-    """(epoch, evidence) for the loss form and the accuracy-gap form of overfitting."""
-    found = []
+def overfitting_signals(c: _Curves, *, th: DiagnosisThresholds) -> dict[str, tuple[int, str]]:
+    """Named (epoch, evidence) for the loss form and the accuracy-gap form of overfitting."""
+    found: dict[str, tuple[int, str]] = {}
     i_min = int(np.argmin(c.val_loss))
     last = len(c.epochs) - 1
     rise = c.val_loss[last] / c.val_loss[i_min] - 1.0
@@ -113,20 +115,20 @@ def overfitting_signals(c: _Curves, *, th: DiagnosisThresholds) -> list[tuple[in
     if last - i_min >= th.epochs_after_min and rise >= th.val_loss_rise and fall >= th.train_loss_fall:
         # Report the raw minimum's epoch: that is the checkpoint to stop at.
         i_raw = int(np.argmin(c.raw_val_loss))
-        found.append((int(c.epochs[i_raw]), (
+        found["val_loss_turn"] = (int(c.epochs[i_raw]), (
             f"val_loss reached its minimum {_fmt(c.raw_val_loss[i_raw])} at epoch {c.epochs[i_raw]} "
             f"(smoothed {_fmt(c.val_loss[i_min])} at epoch {c.epochs[i_min]}) and rose "
             f"{rise:.0%} to {_fmt(c.val_loss[last])} by epoch {c.epochs[last]} while train_loss fell {fall:.0%} "
-            f"({_fmt(c.train_loss[i_min])} -> {_fmt(c.train_loss[last])})")))
+            f"({_fmt(c.train_loss[i_min])} -> {_fmt(c.train_loss[last])})"))
     gap = c.train_acc - c.val_acc
     i_small = int(np.argmin(gap[:last])) if last else 0
     growth = gap[last] - gap[i_small]
     if gap[last] >= th.gap_large and growth >= th.gap_growth:
         i_large = int(np.flatnonzero(gap >= th.gap_large)[0])
-        found.append((int(c.epochs[i_large]), (
+        found["gap"] = (int(c.epochs[i_large]), (
             f"train-val accuracy gap {_fmt(gap[last])} at epoch {c.epochs[last]} (train_acc "
             f"{_fmt(c.train_acc[last])}, val_acc {_fmt(c.val_acc[last])}), up from {_fmt(gap[i_small])} at "
-            f"epoch {c.epochs[i_small]}; first >= {th.gap_large} at epoch {c.epochs[i_large]}")))
+            f"epoch {c.epochs[i_small]}; first >= {th.gap_large} at epoch {c.epochs[i_large]}"))
     return found
 
 
@@ -193,9 +195,10 @@ def diagnose_trial(rows: pd.DataFrame, *, thresholds: DiagnosisThresholds | None
     config = {k[len(m.CONFIG_PREFIX):]: rows[k].iloc[0] for k in config_columns(rows)}
     end_state = str(rows[END_STATE].iloc[-1])
 
-    def verdict(name: str, epoch: int, evidence: list[str], facts: dict[str, float], signals: tuple = ()) -> Diagnosis:
+    def verdict(name: str, epoch: int, evidence: list[str], facts: dict[str, float],
+                signals: tuple[str, ...] = ()) -> Diagnosis:
         advice = advise(name, config=config, facts=facts, end_state=end_state, signals=signals)
-        return Diagnosis(trial_id, name, int(epoch), "; ".join(evidence), " ".join(advice), facts)
+        return Diagnosis(trial_id, name, int(epoch), "; ".join(evidence), " ".join(advice), facts, signals)
 
     divergence = find_divergence(rows, th=th, num_classes=classes)
     if divergence is not None:
@@ -212,7 +215,8 @@ def diagnose_trial(rows: pd.DataFrame, *, thresholds: DiagnosisThresholds | None
         first = min(e for e, _ in under.values())
         return verdict(m.UNDERFITTING, first, [t for _, t in under.values()], facts, tuple(under))
     if over:
-        return verdict(m.OVERFITTING, over[0][0], [t for _, t in over], facts)
+        first = next(iter(over.values()))[0]  # the val_loss turn when present: where to stop
+        return verdict(m.OVERFITTING, first, [t for _, t in over.values()], facts, tuple(over))
     i_min = int(np.argmin(c.val_loss))
     rise = c.val_loss[-1] / c.val_loss[i_min] - 1.0
     evidence = (f"best val_acc {_fmt(facts['best_val_acc'])} at epoch {int(facts['best_val_acc_epoch'])}; "
@@ -241,6 +245,7 @@ def diagnose(frame: pd.DataFrame, *, thresholds: DiagnosisThresholds | None = No
         cfg = {k: rows[k].iloc[0] for k in config_columns(rows)}
         origin = {k: rows[k].iloc[0] for k in (STRATEGY, SEED) if k in rows}  # trials of a comparison
         out.append({m.TRIAL_ID: d.trial_id, **origin, VERDICT: d.verdict, DIAGNOSIS_EPOCH: d.epoch,
-                    END_STATE: rows[END_STATE].iloc[-1], EVIDENCE: d.evidence, ADVICE: d.advice,
+                    END_STATE: rows[END_STATE].iloc[-1], SIGNALS: " ".join(d.signals), EVIDENCE: d.evidence,
+                    ADVICE: d.advice,
                     **d.facts, **cfg})
     return pd.DataFrame(out)

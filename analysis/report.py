@@ -206,7 +206,8 @@ def _parser() -> argparse.ArgumentParser:
     group = p.add_argument_group("diagnosis thresholds (see analysis/thresholds.py for why each default)")
     for f in fields(DiagnosisThresholds):
         group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"th_{f.name}", type=type(f.default),
-                           default=None, help=f"default {f.default}")
+                           default=None, metavar="N" if isinstance(f.default, int) else "X",
+                           help=f"default {f.default}")
     return p
 
 
@@ -226,8 +227,12 @@ def _has_trials(path: Path) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    thresholds = _thresholds(args)  # bad thresholds fail before anything is read
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        thresholds = _thresholds(args)  # bad thresholds fail before anything is read
+    except (TypeError, ValueError) as err:
+        parser.error(str(err))
     source = Path(args.sweep)
     comparison = args.compare or (str(source) if source.is_dir() and is_comparison_folder(source) else None)
     frame, parent_ref, sweep_name = None, None, None

@@ -169,9 +169,8 @@ def bench_dataloader(model: nn.Module, images: np.ndarray, labels: np.ndarray, *
 
 def bench_bare(model: nn.Module, split: DeviceSplit, *, batch_size: int, epochs: int, device: torch.device) -> Timing:
     model, optimizer = _prepare(model, device)
-    x = normalize(split.images)
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
+    cuda = device.type == "cuda"
+    x = normalize(split.images, channels_last=cuda, dtype=torch.bfloat16 if cuda else torch.float32)
     y = split.labels
     steps = max(1, len(y) // batch_size)
 

@@ -31,7 +31,7 @@ import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -278,9 +278,7 @@ def load_space(path: str | Path) -> Space:
             import yaml  # only needed for YAML spaces
 
             raw = yaml.safe_load(text)
-    except (ValueError, ImportError) as exc:  # json.JSONDecodeError and yaml.YAMLError are ValueErrors or not
-        raise ValueError(f"Search space file {path} could not be parsed: {exc}. Fix its syntax.") from exc
-    except Exception as exc:  # yaml.YAMLError does not derive from ValueError
+    except Exception as exc:  # json.JSONDecodeError is a ValueError, yaml.YAMLError is not
         raise ValueError(f"Search space file {path} could not be parsed: {exc}. Fix its syntax.") from exc
     if not isinstance(raw, Mapping) or not raw:
         raise ValueError(f"Search space file {path} must hold a non-empty mapping of key -> entry, "

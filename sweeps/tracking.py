@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import os
 import signal
 import subprocess
@@ -305,6 +304,7 @@ class MlflowTrackingCallback(tune.Callback):
     def _close(self) -> None:
         assert self._writer is not None
         self._ended = True
+        atexit.unregister(self._at_exit)
         unlogged = self._writer.close(self.tracking.flush_timeout_s)
         self._restore_sigterm()
         if unlogged:

@@ -20,8 +20,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mlflow.utils.validation import (MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH,
                                      MAX_TAG_VAL_LENGTH)
 
-from trainables.metrics import (BEST_VAL_ACC, END_STATE_TAG, EPOCH, ERRORED, OBJECTIVE, ROLE_PARENT, ROLE_TRIAL,
-                                TAG_ROLE, TAG_SWEEP_NAME, TAG_TRIAL_ID, TRAINING_ITERATION)
+from trainables.metrics import (END_STATE_TAG, EPOCH, ERRORED, ROLE_PARENT, ROLE_TRIAL, TAG_ROLE, TAG_SWEEP_NAME,
+                                TAG_TRIAL_ID, TRAINING_ITERATION, TRIAL_ID)
 
 # Tags only the tracking code reads (the shared ones live in trainables.metrics).
 TAG_SWEEP_FOLDER = "sweep.folder"  # the Ray experiment folder: tells apart sweeps of the same name
@@ -30,13 +30,12 @@ TAG_BEST_TRIAL = "sweep.best_trial_id"  # on the parent, once the sweep has ende
 ROLE_COMPARISON = "comparison"  # TAG_ROLE of a strategy comparison's run
 
 RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
-TERMINAL_STATUSES = (FINISHED, FAILED, KILLED)
 
 # Ray's bookkeeping in every result: not training metrics (the epoch is the step already).
 _RAY_KEYS = frozenset({
     "timestamp", "pid", "done", "time_since_restore", "iterations_since_restore", TRAINING_ITERATION,
     "should_checkpoint", "time_this_iter_s", "checkpoint_dir_name", "date", "hostname", "node_ip",
-    "experiment_tag", "trial_id", "config",
+    "experiment_tag", TRIAL_ID, "config",
 })
 # Hyperparameters that name a child run, in this order, with their short labels.
 _NAME_KEYS = (("optimizer", ""), ("lr", "lr="), ("batch_size", "bs="))
@@ -93,14 +92,6 @@ def param_values(values: Mapping[str, Any]) -> dict[str, str]:
         text = json.dumps(value, sort_keys=True, default=str) if isinstance(value, (dict, list, tuple)) else str(value)
         out[str(key)] = text[:MAX_PARAM_VAL_LENGTH]
     return out
-
-
-def objective_of(result: Mapping[str, Any] | None) -> float:
-    """A trial's score for 'best trial': its best val_acc so far (NaN when it has none)."""
-    if not result:
-        return math.nan
-    value = result.get(BEST_VAL_ACC, result.get(OBJECTIVE))
-    return float(value) if isinstance(value, (int, float)) else math.nan
 
 
 def _quote(value: str) -> str:

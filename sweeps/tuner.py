@@ -32,6 +32,7 @@ class PreparedSweep:
     data: CifarArrays
     owns_ray: bool  # this sweep started Ray, so it shuts it down
     plan: str  # what the sweep will do, printed before it starts
+    expected_trials: int = 0  # num_samples x grid points: fewer results at the end means interrupted
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def describe_plan(cfg: SweepConfig, *, space: Space | None, data: CifarArrays, t
     ])
 
 
-def _resumed_config(cfg: SweepConfig) -> tuple[SweepConfig, list[str]]:
+def _resumed_config(cfg: SweepConfig) -> tuple[SweepConfig, list[str], int]:
     """The interrupted sweep's own settings, with this run's connection/data/output flags."""
     if not tune.Tuner.can_restore(cfg.experiment_path):
         raise SweepInputError(f"--resume: no restorable sweep at {cfg.experiment_path}. Check --name and "
@@ -158,7 +159,7 @@ def _resumed_config(cfg: SweepConfig) -> tuple[SweepConfig, list[str]]:
                               "this folder was not written by sweeps.cifar.") from exc
     keep = ("address", "data_dir", "download", "verbose", "storage_path", "name", "resume", "evaluate_best")
     merged = {**saved["sweep"], **{k: getattr(cfg, k) for k in keep}, "space": None}
-    return SweepConfig.from_dict(merged), list(saved["sampled_keys"])
+    return SweepConfig.from_dict(merged), list(saved["sampled_keys"]), int(saved.get("expected_trials", 0))
 
 
 def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None) -> PreparedSweep:
@@ -166,12 +167,13 @@ def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None) -> PreparedSwe
     try:
         cfg = cfg if cfg.name is not None else cfg.replace(name=default_name(cfg))
         if cfg.resume:
-            cfg, keys = _resumed_config(cfg)
+            cfg, keys, expected = _resumed_config(cfg)
             space = None
         else:
             space = resolve_space(search=cfg.search, smoke=cfg.smoke, path=cfg.space,
                                   max_epochs=cfg.max_epochs, seed=cfg.seed)
             keys = sampled_keys(space)
+            expected = cfg.num_samples * grid_size(space)
         check_address(cfg.address)
         data = data if data is not None else load_data(cfg)
         owns_ray = connect(cfg)
@@ -188,7 +190,8 @@ def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None) -> PreparedSwe
     limit = cfg.max_concurrent or auto_concurrency(cfg, total)
     cfg = cfg.replace(max_concurrent=limit)
     plan = describe_plan(cfg, space=space, data=data, total=total, max_concurrent=limit)
-    return PreparedSweep(cfg=cfg, space=space, keys=keys, data=data, owns_ray=owns_ray, plan=plan)
+    return PreparedSweep(cfg=cfg, space=space, keys=keys, data=data, owns_ray=owns_ray, plan=plan,
+                         expected_trials=expected)
 
 
 def build_trainable(cfg: SweepConfig, data: CifarArrays) -> Any:
@@ -249,7 +252,8 @@ def build_tuner(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop:
 
 def _save_config(prepared: PreparedSweep) -> None:
     """Saved next to Ray's state so --resume and readers know how the sweep was run."""
-    body = {"sweep": prepared.cfg.replace(resume=False).to_dict(), "sampled_keys": prepared.keys}
+    body = {"sweep": prepared.cfg.replace(resume=False).to_dict(), "sampled_keys": prepared.keys,
+            "expected_trials": prepared.expected_trials}
     if not is_uri(prepared.cfg.storage_uri):
         os.makedirs(prepared.cfg.experiment_path, exist_ok=True)
     write_text(f"{prepared.cfg.experiment_path}/{CONFIG_FILE}", json.dumps(body, indent=2, sort_keys=True))
@@ -267,7 +271,8 @@ def execute(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop: Any
                             data=prepared.data if cfg.evaluate_best else None,
                             experiment_path=grid.experiment_path)
         write_summary(summary)
-        return SweepOutcome(grid=grid, summary=summary, cfg=cfg, interrupted=unfinished_trials(grid) > 0)
+        return SweepOutcome(grid=grid, summary=summary, cfg=cfg, 
+                            interrupted=len(grid) < prepared.expected_trials or unfinished_trials(grid) > 0)
     finally:
         if prepared.owns_ray:
             ray.shutdown()

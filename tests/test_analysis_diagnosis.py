@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from analysis import DiagnosisThresholds, diagnose, diagnose_trial, thresholds_from_json, tidy
@@ -50,6 +50,8 @@ def test_each_verdict_on_curves_of_known_shape():
     got, table = verdicts(overfit() + good() + underfit() + diverged)
     assert got == {"over": m.OVERFITTING, "good": m.GOOD_FIT, "under": m.UNDERFITTING, "div": m.DIVERGED_VERDICT}
     assert table.loc["over", "diagnosis_epoch"] == 6  # the raw val_loss minimum: where to stop
+    assert table.loc["over", "signals"] == "val_loss_turn gap"
+    assert set(table.loc["under", "signals"].split()) == {"near_chance", "behind_best", "plateau"}
     assert "rose" in table.loc["over", "evidence"] and "epoch 6" in table.loc["over", "evidence"]
     assert table.loc["div", "diagnosis_epoch"] == 4 and "nan" in table.loc["div", "evidence"]
 
@@ -148,7 +150,7 @@ def test_thresholds_change_the_verdict():
     ({"fraction_of_best": True}, TypeError, "must be a number"),
 ])
 def test_thresholds_are_validated(changes, error, words):
-    with pytest.raises(error, match=pytest.importorskip("re").escape(words)):
+    with pytest.raises(error, match=re.escape(words)):
         DiagnosisThresholds(**changes)
 
 

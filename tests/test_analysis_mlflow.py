@@ -19,7 +19,7 @@ SWEEP = "analysis-sweep"
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, cifar_dir):
-    ray = pytest.importorskip("ray")
+    import ray
     from sweeps.config import SweepConfig
     from sweeps.tracking import TrackingConfig, for_sweep
     from sweeps.tuner import run_sweep

@@ -1,16 +1,20 @@
-"""Decisions of the MLflow tracking (pure functions, config rules) and the start-up check."""
+"""Decisions of the MLflow tracking (pure functions, config rules), the start-up check and the
+writer's behaviour with no server: real MLflow clients and stores, no Ray."""
 from __future__ import annotations
 
 import math
 import pickle
 import socket
+import time
 
 import pytest
+from mlflow import MlflowClient
 
 from sweeps.redact import MASK, redact_text, redact_uri, secret_values
 from sweeps.tracking import MlflowTrackingCallback, check_tracking, for_sweep, safe_params
 from sweeps.tracking_config import TrackingConfig, TrackingError, tracking_from_args
-from sweeps.tracking_runs import epoch_metrics, epoch_step, param_values, trial_max_epochs, trial_run_name
+from sweeps.tracking_runs import RunStore, epoch_metrics, epoch_step, param_values, trial_max_epochs, trial_run_name
+from sweeps.tracking_writer import TrackingWriter
 from trainables import metrics
 
 
@@ -158,3 +162,21 @@ def test_callback_pickles_without_credentials_or_threads() -> None:
     assert for_sweep(cfg, TrackingConfig(enabled=False)) is None
     with pytest.raises(ValueError, match="name"):
         for_sweep(SweepConfig(smoke=True), TrackingConfig())
+
+
+def test_writer_never_blocks_the_sweep_when_the_server_is_down() -> None:
+    """Nothing listens on the port: buffering stays in memory and fast, close() waits at most
+    about its timeout, and what is left is counted for the one warning line."""
+    uri = f"http://127.0.0.1:{_free_port()}"
+    writer = TrackingWriter(RunStore(MlflowClient(uri), "0"), parent_id="p", sweep_name="s", uri_for_messages=uri,
+                            max_backoff_s=0.5)
+    writer.start()
+    start = time.perf_counter()
+    for epoch in range(1, 501):
+        writer.trial_results("t_00000", {"lr": 0.1}, [{metrics.EPOCH: epoch, metrics.VAL_ACC: 0.5}])
+    assert time.perf_counter() - start < 0.5  # 500 results buffered: no network on this path
+    writer.trial_ended("t_00000", {"lr": 0.1}, state=metrics.COMPLETED)
+    start = time.perf_counter()
+    unlogged = writer.close(1.0)
+    assert time.perf_counter() - start < 15  # bounded (a request in flight may finish first)
+    assert (unlogged.epochs, unlogged.trials) == (500, 1)

@@ -4,11 +4,13 @@
 ``torch.load(weights_only=True)`` (no pickled code runs when a checkpoint is read):
 
 - ``model``, ``optimizer``, ``scheduler``: their ``state_dict()``s;
-- ``rng``: ``torch_cpu`` (and ``torch_cuda``, one tensor per GPU) global RNG states, and
+- ``rng``: ``torch_cpu`` (and ``torch_cuda``, one tensor per GPU, or ``torch_mps``) global RNG
+  states (weight init and dropout draw from these), and
   ``generator``, the trial's own generator that drives shuffling and augmentation. These are
   restored, not re-seeded, so a resumed trial draws exactly the batches it would have drawn;
-- ``epoch``: epochs completed; ``progress``: the best-so-far and patience state; ``metrics``: the
-  last report; ``config``: the flat TrialConfig as a JSON string.
+- ``epoch``: epochs completed; ``finished``: True once patience stopped the trial; ``progress``:
+  the best-so-far and patience state; ``metrics``: the last report; ``config``: the flat
+  TrialConfig as a JSON string.
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ def capture_rng(generator: torch.Generator) -> dict[str, Any]:
     states: dict[str, Any] = {"torch_cpu": torch.get_rng_state(), "generator": generator.get_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["torch_cuda"] = torch.cuda.get_rng_state_all()
+    if torch.backends.mps.is_available():
+        states["torch_mps"] = torch.mps.get_rng_state()
     return states
 
 
@@ -35,6 +39,8 @@ def restore_rng(states: Mapping[str, Any], generator: torch.Generator) -> None:
     generator.set_state(states["generator"])
     if "torch_cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["torch_cuda"])
+    if "torch_mps" in states and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(states["torch_mps"])
 
 
 def write_checkpoint(directory: str | Path, state: Mapping[str, Any], *, config: Mapping[str, Any]) -> None:

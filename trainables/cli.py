@@ -18,8 +18,8 @@ from typing import Any, Mapping
 import yaml
 
 from trainables import metrics
-from trainables.cifar import evaluate_checkpoint, resolve_device, train_trial
 from trainables.checkpoint import CHECKPOINT_FILE, check_same_config, read_config
+from trainables.cifar import evaluate_checkpoint, resolve_device, train_trial
 from trainables.config import DEVICES, TrialConfig
 from trainables.data import default_data_dir, load_cifar10
 from trainables.model import plan_layers
@@ -101,7 +101,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """A flat mapping of config keys from JSON or YAML; ``model:``/``train:`` sections are flattened."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"The value of `--config` is {str(path)!r}, but no such file exists. Give a JSON or YAML file.")
+        raise UsageError(f"The value of `--config` is {str(path)!r}, but no such file exists. "
+                         "Give a JSON or YAML file.")
     text = path.read_text()
     try:
         loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
@@ -132,8 +133,11 @@ def _yaml11_number(value: Any) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m trainables.cifar", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m trainables.cifar",
+        description="Train one CIFAR-10 trial without Ray, from a config file and/or flags.",
+        epilog="The output folder gets metrics.jsonl (or metrics.csv), the latest checkpoint/ and, with "
+               "--evaluate-test, test_metrics.json. Bad input exits with status 2 before training.")
     p.add_argument("--config", help="JSON or YAML file with flat config keys (see trainables/config.py)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key (repeatable), e.g. --set lr=0.01")
@@ -141,12 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="cifar-10-batches-py folder or its parent (default: $CIFAR10_DIR, "
                                       "./data/cifar-10-batches-py or ../shared/data/cifar-10-batches-py)")
     p.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
-                   help="download CIFAR-10 when the data folder is missing")
-    p.add_argument("--device", default="auto", choices=DEVICES)
+                   help="download CIFAR-10 when the data folder is missing (default: no)")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="auto: cuda, else mps, else cpu")
     p.add_argument("--num-threads", type=int, help="torch CPU threads (default: torch's)")
-    p.add_argument("--output", default="runs/cifar", help="folder for metrics and the checkpoint")
+    p.add_argument("--output", default="runs/cifar", help="folder for metrics and the checkpoint (default: runs/cifar)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
-    p.add_argument("--metrics-format", default="jsonl", choices=sorted(METRICS_FORMATS))
+    p.add_argument("--metrics-format", default="jsonl", choices=sorted(METRICS_FORMATS),
+                   help="JSON lines or CSV (default: jsonl)")
     p.add_argument("--evaluate-test", action="store_true",
                    help="after training, report test loss/accuracy of the final checkpoint")
     return p
@@ -203,7 +208,8 @@ def run_cli(argv: list[str] | None = None) -> int:
         resume_from = check_output(args, cfg)
         resolve_device(args.device)
         if args.num_threads is not None and args.num_threads < 1:
-            raise UsageError(f"The value of `--num-threads` is {args.num_threads}, but must be >= 1. Omit it for torch's default.")
+            raise UsageError(f"The value of `--num-threads` is {args.num_threads}, but must be >= 1. "
+                             "Omit it for torch's default.")
         data = load_cifar10(args.data_dir or default_data_dir(), download=args.download)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")

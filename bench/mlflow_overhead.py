@@ -1,0 +1,117 @@
+"""Wall-time overhead of MLflow tracking on a sweep: the same sweep with and without the callback.
+
+    overhead = wall(with MLflow) / wall(without) - 1        target: <= 5%
+
+Wall time runs from building the Tuner to ``fit`` returning, so it includes the callback's
+start (experiment lookup, parent run), every hook on Ray's scheduling loop and the bounded
+flush at the sweep's end. Ray is started once, before either clock, and the data is read once;
+arms alternate (off, on, off, on, ...) so drift in the machine's load hits both alike. The
+store is MLflow's default kind, a fresh sqlite file per arm, or --mlflow-tracking-uri (a server).
+
+The sweep is ``python -m sweeps.cifar --smoke``'s (Hyperopt + ASHA over the smoke space, 4
+trials, 2 epochs) on --subset training images.
+
+    python bench/mlflow_overhead.py --repeats 3      # n = 3 sweeps per arm
+    python bench/mlflow_overhead.py --quick          # a sanity run, numbers meaningless
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from sweeps.config import SMOKE_GRACE_PERIOD, SMOKE_MAX_EPOCHS, SMOKE_NUM_SAMPLES, SweepConfig
+from sweeps.redact import redact_uri
+from sweeps.tracking import check_tracking, for_sweep
+from sweeps.tracking_config import TrackingConfig
+from sweeps.tuner import build_tuner, load_data, prepare
+
+TARGET_OVERHEAD = 0.05
+QUICK_SUBSET = 300
+
+
+def machine() -> str:
+    """CPU model, usable cores and the load average (the contention the numbers were taken under)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{platform.node()}: {cpu}, {len(os.sched_getaffinity(0))} usable cores, load average {load}"
+
+
+def sweep_wall_s(cfg: SweepConfig, *, data: object, tracking: TrackingConfig | None) -> float:
+    """One sweep into Ray already started; seconds from building the Tuner to fit returning (the
+    tracking check that ``sweeps.cifar`` runs before any compute stays outside the clock)."""
+    prepared = prepare(cfg, data=data)
+    callback = None
+    if tracking is not None:
+        check_tracking(tracking)  # before compute, as sweeps.cifar does: creates the store and experiment
+        callback = for_sweep(prepared.cfg, tracking)
+    start = time.perf_counter()
+    build_tuner(prepared, callbacks=[callback] if callback is not None else []).fit()
+    return time.perf_counter() - start
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", help="CIFAR-10 folder (default: as sweeps.cifar)")
+    p.add_argument("--subset", type=int, default=1000, help="training images; 0 = all (default: %(default)s)")
+    p.add_argument("--num-samples", type=int, default=SMOKE_NUM_SAMPLES, help="trials (default: %(default)s)")
+    p.add_argument("--max-epochs", type=int, default=SMOKE_MAX_EPOCHS, help="epochs per trial (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=1, help="sweeps per arm, n (default: %(default)s)")
+    p.add_argument("--mlflow-tracking-uri", help="a tracking server to measure against (default: a fresh sqlite "
+                   "file per sweep, MLflow's default local store)")
+    p.add_argument("--cpus", type=int, default=len(os.sched_getaffinity(0)),
+                   help="CPUs given to Ray (default: this process's usable cores, %(default)s)")
+    p.add_argument("--quick", action="store_true", help=f"{QUICK_SUBSET} images, 2 trials x 1 epoch: checks the "
+                   "script runs")
+    return p.parse_args()
+
+
+def main() -> None:
+    import ray
+
+    args = parse_args()
+    if args.repeats < 1:
+        raise ValueError(f"The value of `repeats` is {args.repeats}, but must be >= 1. Pass --repeats 1 or more.")
+    subset, samples, epochs = ((QUICK_SUBSET, 2, 1) if args.quick else (args.subset, args.num_samples, args.max_epochs))
+    walls: dict[bool, list[float]] = {False: [], True: []}
+    with tempfile.TemporaryDirectory(prefix="mlflow-overhead-") as tmp:
+        base = SweepConfig(smoke=True, num_samples=samples, max_epochs=epochs,
+                           grace_period=min(SMOKE_GRACE_PERIOD, epochs), subset=subset, data_dir=args.data_dir,
+                           storage_path=tmp, evaluate_best=False, verbose=0)
+        data = load_data(base)  # read once, outside every clock
+        print(f"machine: {machine()}")
+        store = redact_uri(args.mlflow_tracking_uri) if args.mlflow_tracking_uri else "a fresh sqlite file per sweep"
+        print(f"sweep: {base.search} + {base.scheduler}, smoke space, {samples} trials x up to {epochs} epochs, "
+              f"{len(data.train_labels)} training images, {args.cpus} CPUs; MLflow store: {store}"
+              + (" [--quick: numbers meaningless]" if args.quick else ""))
+        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+        try:
+            for i in range(args.repeats):
+                for tracked in (False, True):
+                    uri = args.mlflow_tracking_uri or f"sqlite:///{Path(tmp) / f'mlflow-{i}.db'}"
+                    tracking = TrackingConfig(tracking_uri=uri) if tracked else None
+                    cfg = base.replace(name=f"overhead-{i}-{'on' if tracked else 'off'}")
+                    walls[tracked].append(sweep_wall_s(cfg, data=data, tracking=tracking))
+                    print(f"  repeat {i + 1}: MLflow {'on ' if tracked else 'off'} {walls[tracked][-1]:7.2f} s",
+                          flush=True)
+        finally:
+            ray.shutdown()
+    off, on = statistics.median(walls[False]), statistics.median(walls[True])
+    overhead = on / off - 1
+    verdict = "meets" if overhead <= TARGET_OVERHEAD else "misses"
+    print(f"without MLflow: median {off:.2f} s; with MLflow: median {on:.2f} s (n = {args.repeats} sweeps per arm)")
+    print(f"ratio {on / off:.3f}: overhead {overhead:+.1%}; {verdict} the <= {TARGET_OVERHEAD:.0%} target")
+    print(f"load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
