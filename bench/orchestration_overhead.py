@@ -63,7 +63,7 @@ def measure(cfg: SweepConfig, *, data: object, cpus: int) -> Measurement:
     import ray
 
     start = time.perf_counter()
-    ray.init(num_cpus=cpus, include_dashboard=False)
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False)
     try:
         prepared = prepare(cfg, data=data)  # joins the Ray started above
         grid = build_tuner(prepared).fit()

@@ -33,11 +33,18 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
+import ray
+from ray import tune
+from ray.tune.stopper import Stopper
 
+from analysis.plots import plot_anytime
 from analysis.strategies import ANYTIME_FILE, SUMMARY_FILE, format_strategy_table, strategy_table
 from sweeps import anytime as at
 from sweeps.config import SMOKE_GRACE_PERIOD, SMOKE_MAX_EPOCHS, SMOKE_SUBSET, SweepConfig
+from sweeps.space import resolve_space
+from sweeps.tracking import check_tracking, for_sweep, log_comparison
 from sweeps.tracking_config import TrackingConfig, add_tracking_args, tracking_from_args
+from sweeps.tuner import connect, execute, load_data, prepare
 from trainables import metrics
 
 # Strategy name -> (search, scheduler), both as SweepConfig spells them.
@@ -53,6 +60,7 @@ STRATEGIES: dict[str, tuple[str, str]] = {
 # baseline fills the budget exactly: B = 6 x max_epochs.
 DEFAULT_BUDGET_TRIALS = 6
 DEFAULT_TARGET = 0.45  # val_acc; a small CNN reaches it in a few CPU epochs on the 5k-image subset
+SMOKE_TARGET = 0.2  # smoke trials train a few steps on 1000 images: twice chance (0.1) is a fair bar
 SMOKE_BUDGET_TRIALS = 2  # the smoke grid's 2 points
 PLOT_FILE = "anytime.png"
 CONFIG_FILE = "compare_config.json"
@@ -119,14 +127,6 @@ class CompareConfig:
         )
 
 
-def _tune_classes() -> tuple[type, type]:
-    """Ray's Stopper and Callback base classes, imported only when a comparison runs."""
-    from ray import tune
-    from ray.tune.stopper import Stopper
-
-    return Stopper, tune.Callback
-
-
 def epoch_record(result: Mapping[str, Any], *, now: float) -> dict[str, Any]:
     """What the comparison keeps of one reported epoch (plus the driver clock it arrived at)."""
     return {
@@ -139,51 +139,46 @@ def epoch_record(result: Mapping[str, Any], *, now: float) -> dict[str, Any]:
     }
 
 
-def make_budget_stopper(budget: int) -> Any:
-    """A Tune stopper that ends the whole experiment after ``budget`` reported trial-epochs.
+class TrialEpochBudget(Stopper):
+    """Ends the whole experiment once ``budget`` trial-epochs have been reported.
 
     Ray's built-in stoppers stop one trial on its own metrics, or the experiment on wall time or
     a plateau; none counts compute summed over trials, hence this one.
     """
-    stopper_base, _ = _tune_classes()
 
-    class TrialEpochBudget(stopper_base):
-        def __init__(self) -> None:
-            self.budget = budget
-            self.seen: set[tuple[str, Any]] = set()
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.seen: set[tuple[str, Any]] = set()
 
-        def __call__(self, trial_id: str, result: dict) -> bool:
-            # Tune calls stoppers once more with a finished trial's last result (its "duplicate"
-            # result): count each (trial, epoch) once, or every completed trial would cost an extra epoch.
-            self.seen.add((trial_id, result.get(metrics.TRAINING_ITERATION)))
-            return False
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        # Tune calls stoppers once more with a finished trial's last result (its "duplicate"
+        # result): count each (trial, epoch) once, or every completed trial would cost an extra epoch.
+        self.seen.add((trial_id, result.get(metrics.TRAINING_ITERATION)))
+        return False
 
-        def stop_all(self) -> bool:
-            return len(self.seen) >= self.budget
-
-    return TrialEpochBudget()
+    def stop_all(self) -> bool:
+        return len(self.seen) >= self.budget
 
 
-def make_recorder() -> Any:
-    """A Tune callback keeping every reported epoch in the order the driver received it.
+class EpochRecorder(tune.Callback):
+    """Keeps every reported epoch in the order the driver received it.
 
-    Ray's results only carry whole-second timestamps, too coarse to order concurrent trials'
+    Ray's results carry only whole-second timestamps, too coarse to order concurrent trials'
     epochs; the driver's own clock at ``on_trial_result`` is exact.
     """
-    _, callback_base = _tune_classes()
 
-    class EpochRecorder(callback_base):
-        def __init__(self) -> None:
-            self.records: list[dict[str, Any]] = []
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
 
-        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-            self.records.append(epoch_record(result, now=time.monotonic()))
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self.records.append(epoch_record(result, now=time.monotonic()))
 
-    return EpochRecorder()
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.records, columns=list(epoch_record({}, now=0.0)))
 
 
-def summary_row(records: pd.DataFrame, *, strategy: str, seed: int, budget: int, target: float) -> tuple[
-        pd.DataFrame, dict[str, Any]]:
+def summary_row(records: pd.DataFrame, *, strategy: str, seed: int, budget: int,
+                target: float) -> tuple[pd.DataFrame, dict[str, Any]]:
     """(anytime rows, summary row) of one sweep's recorded epochs, cut at the budget."""
     curve = at.anytime_curve(records, budget=budget)
     spent = records.sort_values(at.COMPLETED_AT, kind="mergesort").iloc[:budget] if len(records) else records
@@ -204,8 +199,6 @@ class Comparison:
 
 def check_inputs(cfg: CompareConfig) -> None:
     """Resolve every strategy's space now, so a bad space fails before the first sweep starts."""
-    from sweeps.space import resolve_space
-
     for strategy in cfg.strategies:
         for seed in cfg.seeds:
             sweep = cfg.sweep_config(strategy, seed=seed)
@@ -215,22 +208,18 @@ def check_inputs(cfg: CompareConfig) -> None:
 
 def _run_one(cfg: CompareConfig, strategy: str, *, seed: int, data: Any, tracking: TrackingConfig,
              stamp: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    from sweeps.tracking import for_sweep
-    from sweeps.tuner import execute, prepare
-
     budget = cfg.trial_epoch_budget
     sweep = cfg.sweep_config(strategy, seed=seed)
     # The stamp keeps a rerun into the same output folder from mixing with an earlier run's trials.
     prepared = prepare(sweep.replace(name=f"{sweep.name}-{stamp}"), data=data)
-    recorder = make_recorder()
+    recorder = EpochRecorder()
     tracker = for_sweep(prepared.cfg, tracking)
     callbacks = [recorder] + ([tracker] if tracker is not None else [])
     start = time.monotonic()
-    outcome = execute(prepared, callbacks=callbacks, stop=make_budget_stopper(budget))
+    outcome = execute(prepared, callbacks=callbacks, stop=TrialEpochBudget(budget))
     if tracker is not None:
         tracker.log_summary(outcome.summary)
-    records = pd.DataFrame(recorder.records, columns=list(epoch_record({}, now=0.0)))
-    anytime, row = summary_row(records, strategy=strategy, seed=seed, budget=budget, target=cfg.target)
+    anytime, row = summary_row(recorder.frame(), strategy=strategy, seed=seed, budget=budget, target=cfg.target)
     note = "" if row[at.TRIAL_EPOCHS] == budget else f" (ran out of trials before the budget of {budget})"
     print(f"[compare] {strategy} seed {seed}: best {metrics.VAL_ACC} {row[at.BEST_VAL_ACC]:.4f} in "
           f"{row[at.TRIAL_EPOCHS]} trial-epochs{note}, {row[TRIALS]} trials, epochs to {cfg.target:g}: "
@@ -240,8 +229,6 @@ def _run_one(cfg: CompareConfig, strategy: str, *, seed: int, data: Any, trackin
 
 def write_outputs(anytime: pd.DataFrame, summary: pd.DataFrame, *, out: Path, target: float, budget: int) -> None:
     """The two CSVs and the plot (median over seeds, IQR band, target and budget marked)."""
-    from analysis.plots import plot_anytime
-
     out.mkdir(parents=True, exist_ok=True)
     anytime.to_csv(out / ANYTIME_FILE, index=False)
     summary.to_csv(out / SUMMARY_FILE, index=False)
@@ -265,11 +252,7 @@ def format_table(summary: pd.DataFrame) -> str:
 def validate(cfg: CompareConfig, *, tracking: TrackingConfig, data: Any = None) -> Any:
     """Every check that can fail on bad input (MLflow, spaces, data), before any sweep starts.
     Returns the dataset: one for every strategy and seed, so differences come from the search."""
-    from sweeps.tuner import load_data
-
     if tracking.enabled:
-        from sweeps.tracking import check_tracking
-
         check_tracking(tracking)
     check_inputs(cfg)
     return data if data is not None else load_data(cfg.sweep.replace(seed=0))
@@ -278,10 +261,6 @@ def validate(cfg: CompareConfig, *, tracking: TrackingConfig, data: Any = None) 
 def run_comparison(cfg: CompareConfig, *, data: Any = None, tracking: TrackingConfig | None = None) -> Comparison:
     """Every strategy x seed on budget B. The CSVs and plot are rewritten after each sweep, so an
     interrupted comparison leaves usable results."""
-    import ray
-
-    from sweeps.tuner import connect
-
     tracking = tracking if tracking is not None else TrackingConfig(enabled=False)
     data = validate(cfg, tracking=tracking, data=data)
     out = Path(cfg.output_dir)
@@ -309,8 +288,6 @@ def run_comparison(cfg: CompareConfig, *, data: Any = None, tracking: TrackingCo
     anytime, summary = pd.concat(curves, ignore_index=True), pd.DataFrame(rows)
     run_id = None
     if tracking.enabled:
-        from sweeps.tracking import log_comparison
-
         params = {"strategies": ",".join(cfg.strategies), "seeds": ",".join(map(str, cfg.seeds)),
                   "budget_trial_epochs": budget, "target": cfg.target, "max_epochs": cfg.sweep.max_epochs}
         run_id = log_comparison(out, tracking=tracking, name=f"compare-{stamp}", params=params)
@@ -325,8 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=0, metavar="TRIAL_EPOCHS",
                    help=f"compute per strategy and seed, trial-epochs (default: {DEFAULT_BUDGET_TRIALS} x max-epochs; "
                         f"smoke {SMOKE_BUDGET_TRIALS} x max-epochs)")
-    p.add_argument("--target", type=float, default=DEFAULT_TARGET,
-                   help=f"{metrics.VAL_ACC} whose compute-to-reach is reported (default: %(default)s)")
+    p.add_argument("--target", type=float, help=f"{metrics.VAL_ACC} whose compute-to-reach is reported "
+                   f"(default: {DEFAULT_TARGET}; smoke {SMOKE_TARGET})")
     p.add_argument("--output-dir", default="compare_results", help="output folder (default: %(default)s)")
     p.add_argument("--smoke", action="store_true",
                    help=f"tiny run: smoke spaces, {SMOKE_MAX_EPOCHS} epochs, {SMOKE_SUBSET} images, one seed")
@@ -360,7 +337,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[CompareConfig, Tracki
         storage_path=ns.storage_path or str(Path(ns.output_dir) / "ray_results"), verbose=ns.verbose)
     budget = ns.budget or (SMOKE_BUDGET_TRIALS * max_epochs if smoke else 0)
     seeds = tuple(ns.seeds) if ns.seeds else (0,) if smoke else (0, 1, 2)
-    cfg = CompareConfig(strategies=tuple(ns.strategies), seeds=seeds, budget=budget, target=ns.target,
+    target = ns.target if ns.target is not None else SMOKE_TARGET if smoke else DEFAULT_TARGET
+    cfg = CompareConfig(strategies=tuple(ns.strategies), seeds=seeds, budget=budget, target=target,
                         output_dir=ns.output_dir, grid_space=ns.grid_space, sweep=sweep)
     return cfg, tracking_from_args(ns)
 

@@ -120,7 +120,10 @@ def summarize(grid: Any, *, max_epochs: int, keys: list[str], data: Any = None, 
     if table.empty or table[metrics.BEST_VAL_ACC].isna().all():
         return SweepSummary(table=table, experiment_path=experiment_path)
     best = grid.get_best_result(metric=metrics.OBJECTIVE, mode=metrics.OBJECTIVE_MODE, scope="all")
-    checkpoint = best.get_best_checkpoint(metrics.OBJECTIVE, metrics.OBJECTIVE_MODE) or best.checkpoint
+    # get_best_checkpoint raises when a trial has none registered (e.g. one stopped right after its
+    # first report, before Tune recorded that report's checkpoint).
+    ranked = best.get_best_checkpoint(metrics.OBJECTIVE, metrics.OBJECTIVE_MODE) if best.best_checkpoints else None
+    checkpoint = ranked or best.checkpoint
     test: dict[str, float] = {}
     if data is not None and checkpoint is not None:
         from trainables.cifar import evaluate_checkpoint  # torch is only needed for this step

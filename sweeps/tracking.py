@@ -17,6 +17,7 @@ tracking server through ``--mlflow-tracking-uri`` or ``MLFLOW_TRACKING_URI``.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
 import signal
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 from ray import tune
 
 from sweeps.redact import redact_text, redact_uri, secret_values
@@ -55,6 +57,7 @@ _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_B
                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 _HTTP_SCHEMES = ("http", "https")
 _CHECKPOINT_ARTIFACT = "best_checkpoint"
+_TERMINATED, _ERROR = "TERMINATED", "ERROR"  # Ray's final trial statuses
 
 
 def configure_http_client() -> None:
@@ -110,8 +113,6 @@ def package_version() -> str:
 
 
 def parent_tags(*, sweep_name: str, folder: str, search: str, scheduler: str) -> dict[str, str]:
-    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
-
     tags = {TAG_ROLE: ROLE_PARENT, TAG_SWEEP_NAME: sweep_name, TAG_SWEEP_FOLDER: redact_uri(folder),
             TAG_SEARCH: search, TAG_SCHEDULER: scheduler, TAG_PACKAGE_VERSION: package_version()}
     commit = git_commit()
@@ -171,6 +172,8 @@ class MlflowTrackingCallback(tune.Callback):
         self._store: RunStore | None = None
         self._writer: TrackingWriter | None = None
         self._ended = False
+        self._ended_trials: set[str] = set()  # trials Ray reported complete or errored to this driver
+        self._statuses: dict[str, str] = {}  # trial id -> Ray status at the last scheduling step
         self._previous_sigterm: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -179,10 +182,7 @@ class MlflowTrackingCallback(tune.Callback):
         state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
         uri = self.tracking.tracking_uri
         if uri and redact_uri(uri) != uri:
-            state["tracking"] = TrackingConfig(enabled=self.tracking.enabled, tracking_uri=None,
-                                               experiment=self.tracking.experiment,
-                                               flush_timeout_s=self.tracking.flush_timeout_s,
-                                               max_backoff_s=self.tracking.max_backoff_s)
+            state["tracking"] = dataclasses.replace(self.tracking, tracking_uri=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -267,22 +267,31 @@ class MlflowTrackingCallback(tune.Callback):
     def _trial_ended(self, trial: Any, *, errored: bool) -> None:
         if self._writer is None:
             return
+        self._ended_trials.add(trial.trial_id)
         budget = trial_max_epochs(trial.config, sweep_max_epochs=self.max_epochs)
         state = end_state(trial.last_result, max_epochs=budget or 0, errored=errored)
         self._writer.trial_ended(trial.trial_id, trial.config, state=state)
 
     # --- end ------------------------------------------------------------------------------------------
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        # After Ctrl+C, Ray's cleanup marks the trials it stops TERMINATED *before*
+        # on_experiment_end, so only the statuses as of the last scheduling step tell an
+        # interrupted trial from a finished one. A dict per step: microseconds.
+        self._statuses = {t.trial_id: t.status for t in trials}
+
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if self._writer is None or self._ended:
             return
         finished = True
         for trial in trials:
-            status = trial.status
-            if status in ("TERMINATED", "ERROR"):
-                if not self._writer.handled(trial.trial_id):
-                    self._reconcile(trial, errored=status == "ERROR")
-            else:
-                finished = False  # interrupted: pending, paused or still running
+            status = self._statuses.get(trial.trial_id, trial.status)
+            if trial.trial_id in self._ended_trials:
+                continue
+            if status in (_TERMINATED, _ERROR) and not self._writer.handled(trial.trial_id):
+                self._reconcile(trial, errored=status == _ERROR)  # ended before this driver started
+                continue
+            finished = False  # interrupted: running, pending or paused when the sweep stopped
+            if self._writer.handled(trial.trial_id) or self._writer.knows(trial.trial_id):
                 self._writer.trial_ended(trial.trial_id, trial.config, state=None)
         parent_id = self.parent_run_id
         self._writer.call("finish the parent run",
@@ -384,15 +393,18 @@ def log_comparison(folder: str | Path, *, tracking: TrackingConfig, run_id: str 
     configure_http_client()
     uri = tracking.resolved_uri()
 
+    created: list[str] = []  # a retry after a failed upload reuses the run made by the first try
+
     def upload() -> str:
         store = RunStore.connect(uri, tracking.experiment)
-        rid = run_id
+        rid = run_id or (created[0] if created else None)
         if rid is None:
             run = store.client.create_run(store.experiment_id, run_name=name or folder.name,
                                           tags={TAG_ROLE: ROLE_COMPARISON})
             rid = run.info.run_id
-            if params:
-                store.log_params(rid, safe_params(params))
+            created.append(rid)
+        if run_id is None and params:
+            store.log_params(rid, safe_params(params))  # same values again on a retry: a no-op
         for path in files:
             store.log_file_once(rid, path)
         if run_id is None:

@@ -159,6 +159,11 @@ class RunStore:
                 by_trial[trial_id] = run  # newest first, so the last assignment keeps the oldest
         return by_trial
 
+    def find_child(self, parent_id: str, trial_id: str) -> Run | None:
+        runs = self._search(f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_id}' and "
+                            f"tags.`{TAG_TRIAL_ID}` = '{_quote(trial_id)}'")
+        return runs[-1] if runs else None  # newest first: the oldest is the one to keep
+
     def child_state(self, run: Run) -> ChildState:
         """Cache entry of an existing child run: which steps it already holds."""
         steps: set[int] = set()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -59,6 +60,7 @@ class TrackingWriter:
         self._sweep_name = sweep_name
         self._uri = uri_for_messages
         self._known_runs = dict(known_runs or {})  # children found at start, states fetched lazily
+        self._known_ids = frozenset(self._known_runs)
         self._children: dict[str, ChildState] = {}
         self._buffers: dict[str, _TrialBuffer] = {}
         self._calls: list[tuple[str, Callable[[RunStore], None]]] = []
@@ -110,8 +112,14 @@ class TrackingWriter:
             return [tid for tid, b in self._buffers.items() if b.open]
 
     def handled(self, trial_id: str) -> bool:
+        """Whether this driver has seen the trial (started it, or logged for it)."""
         with self._cond:
             return trial_id in self._buffers
+
+    def knows(self, trial_id: str) -> bool:
+        """Whether the trial has a run already (found when a resumed sweep started)."""
+        with self._cond:
+            return trial_id in self._known_ids or trial_id in self._children
 
     # --- the writer thread ---------------------------------------------------------------------
     def _pending(self) -> bool:
@@ -129,14 +137,25 @@ class TrackingWriter:
                 self._drain()
             except Exception as exc:  # any failure: keep the records, retry after a backoff
                 self._report_failure(exc)
-                with self._cond:
-                    self._cond.wait(timeout=backoff)
+                self._sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff_s)
                 continue
             backoff = _FIRST_BACKOFF_S
             if self._failing:
                 self._failing = False
                 logger.warning("MLflow at %s answers again; the records held back meanwhile are now logged.", self._uri)
+
+    def _sleep(self, seconds: float) -> None:
+        """The backoff pause. New results do not cut it short (each would cost a request against a
+        dead server); close() does, so the final flush tries at once."""
+        deadline = time.monotonic() + seconds
+        with self._cond:
+            was_closing = self._closing
+            while not self._abandoned and not (self._closing and not was_closing):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(timeout=left)
 
     def _report_failure(self, exc: BaseException) -> None:
         if self._failing:
@@ -165,14 +184,20 @@ class TrackingWriter:
     def _child(self, trial_id: str, config: Mapping[str, Any]) -> ChildState:
         state = self._children.get(trial_id)
         if state is None:
-            run = self._known_runs.pop(trial_id, None)
+            with self._cond:
+                run = self._known_runs.pop(trial_id, None)
+            if run is None:
+                # A create whose response was lost (slow server, timeout) may still have made the
+                # run: look before creating, so a retry never leaves a second run for a trial.
+                run = self._store.find_child(self._parent_id, trial_id)
             if run is None:
                 state = self._store.create_child(self._parent_id, trial_id=trial_id, sweep_name=self._sweep_name,
                                                  config=config)
             else:
                 state = self._store.child_state(run)
                 self._store.ensure_params(state, config)
-            self._children[trial_id] = state
+            with self._cond:
+                self._children[trial_id] = state
         return state
 
     def _sync_trial(self, trial_id: str, buf: _TrialBuffer) -> None:

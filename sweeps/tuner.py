@@ -91,7 +91,10 @@ def connect(cfg: SweepConfig) -> bool:
     check_address(cfg.address)
     try:
         if cfg.address is None:
-            ray.init(num_cpus=len(os.sched_getaffinity(0)))  # the CPUs this process may use
+            # address="local": always a fresh local Ray on the CPUs this process may use. Without it
+            # ray.init joins whatever cluster /tmp/ray/ray_current_cluster names (one another process
+            # started with `ray start` or ray.cluster_utils), and then rejects num_cpus.
+            ray.init(address="local", num_cpus=len(os.sched_getaffinity(0)))
         else:
             ray.init(address=cfg.address)
     except ConnectionError as exc:

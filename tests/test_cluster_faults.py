@@ -67,8 +67,12 @@ def assert_resumed_from_checkpoint(rows: list[dict[str, Any]], *, max_epochs: in
     runs = processes(rows)
     assert len(runs) >= 2, f"the trial never moved to a new process: {runs}"
     assert runs[1][1][0] > 1, f"restarted from epoch {runs[1][1][0]}, not from its checkpoint: {runs}"
+    assert runs[-1][1] == list(range(runs[-1][1][0], max_epochs + 1)), runs
     epochs = [e for _, es in runs for e in es]
-    assert epochs.count(1) == 1 and max(epochs) == max_epochs and set(epochs) == set(range(1, max_epochs + 1))
+    # Not "every epoch once": when Tune restarts a trial its JSON logger re-reads result.json from
+    # the storage copy, which can lag the driver's by the row reported just before the kill. MLflow,
+    # fed from the driver's results, is the complete record; the tests check its steps.
+    assert epochs.count(1) == 1, runs
     return runs
 
 
@@ -122,7 +126,9 @@ def cli_env() -> dict[str, str]:
 
 
 def test_node_loss_mid_sweep_loses_nothing(tmp_path: Path, cifar_dir: Path) -> None:
-    max_epochs = 4
+    # Removing a node takes a moment; the epochs left after epoch 2 must outlast it, or the trial
+    # would already be done when its node goes.
+    max_epochs = 6
     # Head without CPUs, like cluster.yaml's: trials run only on the two 1-CPU worker nodes.
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
@@ -130,7 +136,7 @@ def test_node_loss_mid_sweep_loses_nothing(tmp_path: Path, cifar_dir: Path) -> N
     ray.init(address=cluster.address)
     tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     cfg = SweepConfig(search="random", scheduler="fifo", space=str(write_space(tmp_path / "s.yaml", "{grid: [0.05, 0.1]}")),
-                      num_samples=1, max_epochs=max_epochs, subset=300, data_dir=str(cifar_dir),
+                      num_samples=1, max_epochs=max_epochs, subset=500, data_dir=str(cifar_dir),
                       storage_path=str(tmp_path / "results"), name="node-loss", max_failures=3,
                       reuse_actors=False, evaluate_best=False, verbose=0)
     experiment = tmp_path / "results" / "node-loss"
@@ -276,6 +282,11 @@ def test_killed_trial_process_retries_from_checkpoint_and_divergence_is_not_retr
     for other in others:  # the others went on: one process, every epoch once
         assert len(processes(trials[other])) == 1
         assert [r[metrics.EPOCH] for r in trials[other]] == list(range(1, max_epochs + 1))
-    states = {r.data.tags[metrics.TAG_TRIAL_ID]: r.data.tags[metrics.END_STATE_TAG] for r in trial_runs(uri)}
-    assert len(states) == 3
+    logged = trial_runs(uri)
+    states = {r.data.tags[metrics.TAG_TRIAL_ID]: r.data.tags[metrics.END_STATE_TAG] for r in logged}
+    assert len(logged) == len(states) == 3
+    killed_id = trials[trial][0][metrics.TRIAL_ID]
+    (killed_run,) = [r for r in logged if r.data.tags[metrics.TAG_TRIAL_ID] == killed_id]
+    assert set(steps_logged(uri, killed_run.info.run_id)) == set(range(1, max_epochs + 1))
+    assert {r.info.status for r in logged} == {"FINISHED"}
     assert sorted(states.values()) == sorted([metrics.COMPLETED, metrics.COMPLETED, metrics.DIVERGED_STATE])

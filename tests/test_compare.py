@@ -51,6 +51,9 @@ def test_parse_args_smoke_defaults():
     cfg, tracking = compare.parse_args(["--smoke", "--strategies", "random", "grid", "--no-mlflow"])
     assert cfg.seeds == (0,) and cfg.strategies == ("random", "grid")
     assert cfg.sweep.smoke and cfg.trial_epoch_budget == compare.SMOKE_BUDGET_TRIALS * cfg.sweep.max_epochs
+    assert cfg.target == compare.SMOKE_TARGET
+    full, _ = compare.parse_args(["--target", "0.6", "--budget", "60", "--seeds", "3", "4"])
+    assert (full.target, full.trial_epoch_budget, full.seeds, full.sweep.smoke) == (0.6, 60, (3, 4), False)
     assert not tracking.enabled
 
 
@@ -62,7 +65,7 @@ def test_cli_bad_input_exits_2_before_compute(argv, capsys):
 
 
 def test_budget_stopper_counts_each_trial_epoch_once():
-    stopper = compare.make_budget_stopper(3)
+    stopper = compare.TrialEpochBudget(3)
     stopper("a", {metrics.TRAINING_ITERATION: 1})
     stopper("a", {metrics.TRAINING_ITERATION: 1})  # Tune's duplicate final result
     stopper("b", {metrics.TRAINING_ITERATION: 1})
@@ -85,7 +88,7 @@ def test_summary_row_cuts_at_budget_and_counts_trials():
 def ray_2cpu():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     yield
     ray.shutdown()
 

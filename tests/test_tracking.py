@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from sweeps.redact import MASK, redact_text, redact_uri, secret_values
-from sweeps.tracking import MlflowTrackingCallback, check_tracking, for_sweep, safe_params
+from sweeps.tracking import MlflowTrackingCallback, check_tracking, for_sweep, log_comparison, safe_params
 from sweeps.tracking_config import TrackingConfig, TrackingError, tracking_from_args
 from sweeps.tracking_runs import RunStore, epoch_metrics, epoch_step, param_values, trial_max_epochs, trial_run_name
 from sweeps.tracking_writer import TrackingWriter
@@ -180,3 +180,22 @@ def test_writer_never_blocks_the_sweep_when_the_server_is_down() -> None:
     unlogged = writer.close(1.0)
     assert time.perf_counter() - start < 15  # bounded (a request in flight may finish first)
     assert (unlogged.epochs, unlogged.trials) == (500, 1)
+
+
+def test_log_comparison_attaches_tables_and_plot(tmp_path) -> None:
+    out = tmp_path / "compare"
+    out.mkdir()
+    (out / "anytime.csv").write_text("strategy,seed,trial_epochs,trial_seconds,best_val_acc\nrandom,0,1,2.0,0.1\n")
+    (out / "summary.csv").write_text("strategy,seed,best_val_acc\nrandom,0,0.1\n")
+    (out / "anytime.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (out / "notes.txt").write_text("not an artifact")
+    tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="cmp")
+    run_id = log_comparison(out, tracking=tracking, name="compare-1", params={"strategies": ["random", "hyperopt"]})
+    assert run_id is not None
+    client = MlflowClient(tracking.tracking_uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "compare-1"
+    assert run.data.tags[metrics.TAG_ROLE] == "comparison"
+    assert run.data.params["strategies"] == '["random", "hyperopt"]'
+    assert {a.path for a in client.list_artifacts(run_id)} == {"anytime.csv", "summary.csv", "anytime.png"}
+    assert log_comparison(out, tracking=TrackingConfig(enabled=False)) is None

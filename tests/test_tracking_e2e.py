@@ -22,12 +22,13 @@ import pandas as pd
 import pytest
 import ray
 from mlflow import MlflowClient
+from ray import tune
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
 from sweeps.backfill import backfill
 from sweeps.config import SweepConfig
 from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV
-from sweeps.tracking import for_sweep
+from sweeps.tracking import MlflowTrackingCallback, check_tracking, for_sweep
 from sweeps.tracking_config import DEFAULT_EXPERIMENT, TrackingConfig
 from sweeps.tracking_runs import TAG_SWEEP_FOLDER
 from sweeps.tuner import run_sweep, subsample
@@ -253,3 +254,34 @@ def test_server_killed_mid_sweep_then_backfill(ray_session, data, mlflow_server,
     second = backfill(folder, tracking=tracking)
     assert (second.runs_created, second.epochs_logged, second.runs_finished) == (0, 0, 0)
     assert_mlflow_matches_ray(client, folder)
+
+
+def slow_trainable(config: dict) -> None:
+    for epoch in range(1, 60):
+        time.sleep(0.5)
+        tune.report({metrics.EPOCH: epoch, metrics.VAL_ACC: 0.1})
+
+
+def test_ctrl_c_marks_the_runs_killed(ray_session, tmp_path):
+    """Ctrl+C (SIGINT, which Ray Tune turns into an orderly stop) leaves no run RUNNING: the
+    parent and the unfinished trials are KILLED, without an end state (a resume continues them).
+    A tiny trainable keeps this one cheap; the real sweep's resume is tested above."""
+    tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    check_tracking(tracking)
+    callback = MlflowTrackingCallback(tracking, sweep_name="ctrl-c", folder=str(tmp_path / "ctrl-c"),
+                                      settings={"num_samples": 2}, search="random", scheduler="fifo", max_epochs=59)
+    client = MlflowClient(tracking.tracking_uri)
+
+    def interrupt() -> None:
+        _wait_for(lambda: _logged_epochs(client) >= 1, timeout_s=120, what="a first epoch logged")
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    tune.Tuner(slow_trainable, param_space={"i": tune.grid_search([0, 1])},
+               run_config=tune.RunConfig(name="ctrl-c", storage_path=str(tmp_path), callbacks=[callback],
+                                         verbose=0)).fit()
+    experiment_id = client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id
+    runs = client.search_runs([experiment_id])
+    # The parent and the trials that started (a trial still pending when Ctrl+C came has no run yet).
+    assert len(runs) in (2, 3) and {r.info.status for r in runs} == {"KILLED"}
+    assert not any(metrics.END_STATE_TAG in r.data.tags for r in runs)
