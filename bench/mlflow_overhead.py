@@ -4,9 +4,10 @@
 
 Wall time runs from building the Tuner to ``fit`` returning, so it includes the callback's
 start (experiment lookup, parent run), every hook on Ray's scheduling loop and the bounded
-flush at the sweep's end. Ray is started once, before either clock, and the data is read once;
-arms alternate (off, on, off, on, ...) so drift in the machine's load hits both alike. The
-store is MLflow's default kind, a fresh sqlite file per arm, or --mlflow-tracking-uri (a server).
+flush at the sweep's end. Ray is started once, before either clock, then warmed by one
+unmeasured sweep, and the data is read once; arms alternate (off, on, off, on, ...) so drift
+in the machine's load hits both alike. The store is MLflow's default kind, a fresh sqlite file
+per sweep (created by the start-up check, outside the clock), or --mlflow-tracking-uri (a server).
 
 The sweep is ``python -m sweeps.cifar --smoke``'s (Hyperopt + ASHA over the smoke space, 4
 trials, 2 epochs) on --subset training images.
@@ -93,8 +94,10 @@ def main() -> None:
         print(f"sweep: {base.search} + {base.scheduler}, smoke space, {samples} trials x up to {epochs} epochs, "
               f"{len(data.train_labels)} training images, {args.cpus} CPUs; MLflow store: {store}"
               + (" [--quick: numbers meaningless]" if args.quick else ""))
-        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
         try:
+            # Unmeasured: the first sweep in a fresh Ray pays for starting worker processes.
+            sweep_wall_s(base.replace(name="overhead-warmup"), data=data, tracking=None)
             for i in range(args.repeats):
                 for tracked in (False, True):
                     uri = args.mlflow_tracking_uri or f"sqlite:///{Path(tmp) / f'mlflow-{i}.db'}"

@@ -49,7 +49,9 @@ def machine() -> str:
 class Measurement:
     reuse_actors: bool
     wall_s: float  # before ray.init -> after fit returns
+    init_s: float  # ray.init alone
     train_s: float  # sum of train_time_s over all reported epochs
+    epoch_s: float  # sum of epoch_time_s (training + validation) over all reported epochs
     epochs: int  # trial-epochs reported
     trials: int
     concurrency: int
@@ -64,6 +66,7 @@ def measure(cfg: SweepConfig, *, data: object, cpus: int) -> Measurement:
 
     start = time.perf_counter()
     ray.init(address="local", num_cpus=cpus, include_dashboard=False)
+    init = time.perf_counter() - start
     try:
         prepared = prepare(cfg, data=data)  # joins the Ray started above
         grid = build_tuner(prepared).fit()
@@ -73,7 +76,8 @@ def measure(cfg: SweepConfig, *, data: object, cpus: int) -> Measurement:
     frames = [grid[i].metrics_dataframe for i in range(len(grid))]
     frames = [f for f in frames if f is not None and metrics.TRAIN_TIME_S in f]
     train = float(sum(f[metrics.TRAIN_TIME_S].fillna(0).sum() for f in frames))
-    return Measurement(reuse_actors=cfg.reuse_actors, wall_s=wall, train_s=train,
+    epoch = float(sum(f[metrics.EPOCH_TIME_S].fillna(0).sum() for f in frames if metrics.EPOCH_TIME_S in f))
+    return Measurement(reuse_actors=cfg.reuse_actors, wall_s=wall, init_s=init, train_s=train, epoch_s=epoch,
                        epochs=int(sum(len(f) for f in frames)), trials=len(grid),
                        concurrency=prepared.cfg.max_concurrent)
 
@@ -110,6 +114,9 @@ def main() -> None:
               f"train {m.train_s:6.1f} s / wall {m.wall_s:6.1f} s = efficiency {m.efficiency:.2f} "
               f"(per slot {m.efficiency / max(1, m.concurrency):.2f}, {m.concurrency} at once); "
               f"{verdict} the >= {TARGET_EFFICIENCY} target")
+        print(f"{'':20}where the wall time went: ray.init {m.init_s:.1f} s; epochs incl. validation "
+              f"{m.epoch_s:.1f} trial-seconds (training steps {m.train_s:.1f}); the rest is trial start-up, "
+              f"checkpointing and Tune's bookkeeping")
     print(f"load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

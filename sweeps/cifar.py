@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data-dir", help="CIFAR-10 folder (cifar-10-batches-py or its parent); default: $CIFAR10_DIR, "
                    "./data/cifar-10-batches-py or ../shared/data/cifar-10-batches-py, else ./data")
     g.add_argument("--download", action=argparse.BooleanOptionalAction, default=d.download,
-                   help="download CIFAR-10 into --data-dir when missing (default: no)")
+                   help="download CIFAR-10 with torchvision into --data-dir when no local copy is found; "
+                        "--no-download fails instead (default: yes)")
     g.add_argument("--subset", type=int, metavar="N", help=f"stratified subsample of N training images; 0 = all "
                    f"(default: 0; smoke {SMOKE_SUBSET})")
     o = p.add_argument_group("results")

@@ -84,7 +84,7 @@ class SweepConfig:
     address: str | None = None  # Ray cluster address (host:port, ray://host:port or auto); None = local Ray
     # Data.
     data_dir: str | None = None  # CIFAR-10 folder (cifar-10-batches-py or its parent); None = default
-    download: bool = False  # download CIFAR-10 into data_dir when it is missing
+    download: bool = True  # download CIFAR-10 with torchvision when no local copy is found
     subset: int = 0  # stratified subsample of the training images; 0 = all
     # Results.
     storage_path: str = "ray_results"  # local folder (absolute-ised) or any URI Ray accepts (s3://...)

@@ -135,7 +135,8 @@ def retry(fn: Callable[[], T], *, what: str, uri: str, attempts: int = 3, first_
         except Exception as exc:
             if attempt == attempts - 1:
                 logger.warning("MLflow at %s: could not %s (%s: %s). Run `python -m sweeps.backfill <experiment "
-                               "folder>` once it is reachable.", redact_uri(uri), what, type(exc).__name__, _reason(exc))
+                               "folder>` once it is reachable.", redact_uri(uri), what, type(exc).__name__,
+                               _reason(exc))
             else:
                 time.sleep(first_backoff_s * 2 ** attempt)
     return None

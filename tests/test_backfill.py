@@ -20,6 +20,7 @@ from sweeps.tracking_config import DEFAULT_EXPERIMENT, TrackingConfig
 from sweeps.tracking_runs import RunStore
 from trainables import metrics
 
+pytestmark = pytest.mark.slow  # starts a real Ray
 EPOCHS = 3
 
 
@@ -35,7 +36,7 @@ def tiny_trainable(config: dict) -> None:
 def experiment(tmp_path_factory) -> Path:
     """A finished Ray experiment: lr in {0.1, 0.2} complete, a third trial errors at epoch 2."""
     root = tmp_path_factory.mktemp("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         tuner = tune.Tuner(
             tiny_trainable,

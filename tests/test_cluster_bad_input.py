@@ -48,7 +48,8 @@ def _cases(root: Path, cifar_dir: Path) -> dict[str, tuple[list[str], tuple[str,
         port = probe.getsockname()[1]
     data = ["--data-dir", str(cifar_dir)]
     return {
-        "missing_dataset": (["--space", str(space), "--data-dir", str(missing)], (str(missing),)),
+        # --no-download: with a network the default would fetch CIFAR-10 into the missing folder.
+        "missing_dataset": (["--space", str(space), "--data-dir", str(missing), "--no-download"], (str(missing),)),
         "corrupt_dataset": (["--space", str(space), "--data-dir", str(corrupt)], ("data_batch_1", "corrupt")),
         "invalid_space": (["--space", str(inverted), *data], ("lr",)),
         "config_that_never_trains": (["--space", str(never), *data], ("1×1",)),

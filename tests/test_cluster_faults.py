@@ -117,6 +117,16 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
+def ancestor_pids(pid: int) -> set[int]:
+    """A process's ancestors from /proc: a trial's worker process descends from its node's raylet."""
+    found = set()
+    while pid > 1:
+        # Field 4 of /proc/<pid>/stat is the parent pid; split after the ")" that ends the name.
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        found.add(pid)
+    return found
+
+
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "sweeps.cifar", "--search", "random", "--scheduler", "fifo", "--verbose", "0", *args]
 
@@ -146,9 +156,7 @@ def test_node_loss_mid_sweep_loses_nothing(tmp_path: Path, cifar_dir: Path) -> N
         found = wait_until(lambda: mid_trial(experiment, max_epochs=max_epochs), timeout_s=240,
                            what="a trial past epoch 2")
         trial, row = found
-        import psutil
-
-        ancestors = {p.pid for p in psutil.Process(row["pid"]).parents()}
+        ancestors = ancestor_pids(row["pid"])
         node = next(n for n in workers if n.all_processes["raylet"][0].process.pid in ancestors)
         killed.update(trial=trial, epoch=row[metrics.EPOCH], t=time.monotonic())
         cluster.remove_node(node, allow_graceful=False)

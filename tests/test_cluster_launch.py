@@ -134,10 +134,11 @@ def local_config(ns: Namespace, *, source: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def ns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Namespace]:
     missing = [tool for tool in ("unshare", "nsenter", "rsync", "ssh", "ssh-keygen") if shutil.which(tool) is None]
-    if missing or not SSHD.exists() or os.geteuid() != 0:
-        pytest.fail(f"The launch test needs root, util-linux unshare/nsenter, openssh-server and rsync "
-                    f"(missing: {missing or [str(SSHD)] if not SSHD.exists() else 'root'}). "
-                    "Run `apt-get install -y openssh-server rsync` as root.")
+    missing += [] if SSHD.exists() else [str(SSHD)]
+    missing += [] if os.geteuid() == 0 else ["root (for unshare and sshd)"]
+    if missing:
+        pytest.fail(f"The launch test needs root, util-linux unshare/nsenter, openssh-server and rsync; missing: "
+                    f"{', '.join(missing)}. Run `apt-get install -y openssh-server rsync` as root.")
     namespace = Namespace(tmp_path_factory.mktemp("cluster-ns"))
     try:
         yield namespace
@@ -222,6 +223,8 @@ def test_a_client_without_the_token_is_refused(ns: Namespace, launched: Path) ->
     for name in ("no_token", "wrong_token"):
         log, rc = result[name]
         assert rc != 0 and "CONNECTED" not in log, (name, log[-3000:])
+        # Refused for the token, not for anything else (address, version).
+        assert "InvalidAuthToken" in log, (name, log[-3000:])
     gcs_log = ns.run("cat /tmp/ray/session_latest/logs/gcs_server.out", timeout=30).stdout
     assert "Missing authorization header" in gcs_log
 

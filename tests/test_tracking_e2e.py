@@ -96,7 +96,7 @@ def data(cifar_dir):
 
 @pytest.fixture(scope="module")
 def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -161,9 +161,11 @@ def assert_mlflow_matches_ray(client: MlflowClient, folder: Path, *, experiment:
                 assert m.value == pytest.approx(record["epochs"][m.step][key], nan_ok=True)
 
 
-def _sweep_env(tmp_path: Path) -> dict[str, str]:
+def _sweep_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
-    return {**env, "RAY_DEDUP_LOGS": "0", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # RAY_ADDRESS=local: a Ray of its own, even if some `ray start` cluster runs on this machine.
+    return {**env, "RAY_ADDRESS": "local", "RAY_DEDUP_LOGS": "0",
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
 
 def _cli(tmp_path: Path, cifar_dir: Path, *extra: str) -> list[str]:
@@ -195,7 +197,7 @@ def test_killed_driver_resumes_into_the_same_runs_in_the_default_local_store(ray
     """SIGKILL the CLI driver mid-sweep, then resume: one run per trial, none RUNNING, no step twice.
     No tracking flag: MLflow's default store, ./mlflow.db in the working directory."""
     folder = tmp_path / "ray" / "killed"
-    driver = subprocess.Popen(_cli(tmp_path, cifar_dir), cwd=tmp_path, env=_sweep_env(tmp_path),
+    driver = subprocess.Popen(_cli(tmp_path, cifar_dir), cwd=tmp_path, env=_sweep_env(),
                               start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")

@@ -144,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="shorthand for --set epochs=N")
     p.add_argument("--data-dir", help="cifar-10-batches-py folder or its parent (default: $CIFAR10_DIR, "
                                       "./data/cifar-10-batches-py or ../shared/data/cifar-10-batches-py)")
-    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
-                   help="download CIFAR-10 when the data folder is missing (default: no)")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                   help="download CIFAR-10 with torchvision when the data folder is missing; "
+                        "--no-download fails instead (default: yes)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="auto: cuda, else mps, else cpu")
     p.add_argument("--num-threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--output", default="runs/cifar", help="folder for metrics and the checkpoint (default: runs/cifar)")
