@@ -192,13 +192,23 @@ def publish(report: Report, *, tracking_uri: str | None, parent_ref: str | None 
     return written
 
 
+ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+LOCAL_STORE = "sqlite:///mlflow.db"  # MLflow's default local store, where `python -m sweeps.cifar` logs by default
+
+
+def _default_tracking_uri() -> str | None:
+    """Where the sweep logged by default, so the report's tags land next to its runs."""
+    return os.environ.get(ENV_TRACKING_URI) or (LOCAL_STORE if Path("mlflow.db").exists() else None)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("sweep", help="Ray experiment folder, sweeps.compare folder, or (with --tracking-uri) an "
                                  "MLflow experiment name / parent run id")
-    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
-                   help="MLflow tracking URI: read from it / write tags and the report to it")
+    p.add_argument("--tracking-uri", default=_default_tracking_uri(),
+                   help="MLflow tracking URI: read from it / write tags and the report to it (default: "
+                        f"${ENV_TRACKING_URI}, else the sweeps' local store {LOCAL_STORE} when ./mlflow.db exists)")
     p.add_argument("--out", help="report folder (default <sweep>/report, or ./reports/<name> for MLflow)")
     p.add_argument("--compare", help="a sweeps.compare folder to add the strategy comparison from")
     p.add_argument("--no-mlflow", action="store_true", help="do not write tags or the report to MLflow")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -30,21 +29,12 @@ from sweeps.redact import redact_uri
 from sweeps.tracking import check_tracking, for_sweep
 from sweeps.tracking_config import TrackingConfig
 from sweeps.tuner import build_tuner, load_data, prepare
+import machine  # bench/machine.py: run as `python bench/<name>.py`, so bench/ is on sys.path
 
 TARGET_OVERHEAD = 0.05
 QUICK_SUBSET = 300
 
 
-def machine() -> str:
-    """CPU model, usable cores and the load average (the contention the numbers were taken under)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{platform.node()}: {cpu}, {len(os.sched_getaffinity(0))} usable cores, load average {load}"
 
 
 def sweep_wall_s(cfg: SweepConfig, *, data: object, tracking: TrackingConfig | None) -> float:
@@ -89,7 +79,7 @@ def main() -> None:
                            grace_period=min(SMOKE_GRACE_PERIOD, epochs), subset=subset, data_dir=args.data_dir,
                            storage_path=tmp, evaluate_best=False, verbose=0)
         data = load_data(base)  # read once, outside every clock
-        print(f"machine: {machine()}")
+        print(f"machine: {machine.describe()}")
         store = redact_uri(args.mlflow_tracking_uri) if args.mlflow_tracking_uri else "a fresh sqlite file per sweep"
         print(f"sweep: {base.search} + {base.scheduler}, smoke space, {samples} trials x up to {epochs} epochs, "
               f"{len(data.train_labels)} training images, {args.cpus} CPUs; MLflow store: {store}"

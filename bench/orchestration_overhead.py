@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,21 +27,12 @@ from dataclasses import dataclass
 from sweeps.config import SMOKE_GRACE_PERIOD, SMOKE_MAX_EPOCHS, SMOKE_NUM_SAMPLES, SweepConfig
 from sweeps.tuner import build_tuner, load_data, prepare
 from trainables import metrics
+import machine  # bench/machine.py: run as `python bench/<name>.py`, so bench/ is on sys.path
 
 TARGET_EFFICIENCY = 0.8
 QUICK_SUBSET = 300
 
 
-def machine() -> str:
-    """CPU model, cores, and the load average at the time (the contention the numbers were taken under)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{platform.node()}: {cpu}, {len(os.sched_getaffinity(0))} usable cores, load average {load}"
 
 
 @dataclass(frozen=True)
@@ -102,7 +92,7 @@ def main() -> None:
                            grace_period=min(SMOKE_GRACE_PERIOD, args.max_epochs), subset=subset,
                            data_dir=args.data_dir, storage_path=storage, evaluate_best=False, verbose=0)
         data = load_data(base)  # read once, outside both clocks
-        print(f"machine: {machine()}")
+        print(f"machine: {machine.describe()}")
         print(f"sweep: {base.search} + {base.scheduler}, smoke space, {base.num_samples} trials x up to "
               f"{base.max_epochs} epochs, {len(data.train_labels)} training images (train+val), {args.cpus} CPUs, "
               f"1 CPU per trial" + (" [--quick: numbers meaningless]" if args.quick else ""))

@@ -33,7 +33,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -47,6 +46,7 @@ from sweeps import anytime as at
 from sweeps.compare import EpochRecorder, summary_row
 from sweeps.config import SweepConfig
 from sweeps.tuner import connect, execute, load_data, prepare
+import machine  # bench/machine.py: run as `python bench/<name>.py`, so bench/ is on sys.path
 
 BASELINE = ("random", "fifo")
 CANDIDATE = ("hyperopt", "asha")
@@ -62,16 +62,6 @@ SPACE: dict[str, Any] = {
 }
 
 
-def machine() -> str:
-    """CPU model, cores, and the load average at the time (the contention the numbers were taken under)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{platform.node()}: {cpu}, {len(os.sched_getaffinity(0))} usable cores, load average {load}"
 
 
 def run(cfg: SweepConfig, *, data: Any) -> pd.DataFrame:
@@ -134,7 +124,7 @@ def main() -> None:
                              reduction_factor=args.reduction_factor, subset=subset, data_dir=args.data_dir,
                              storage_path=str(Path(tmp) / "ray_results"), evaluate_best=False, verbose=0)
         data = load_data(common.replace(seed=0))  # the same images for every sweep
-        print(f"machine: {machine()}")
+        print(f"machine: {machine.describe()}")
         print(f"n: {trials} trials x up to {epochs} epochs per sweep, {len(seeds)} seeds {seeds}, "
               f"{len(data.train_labels)} training images (train+val); target val_acc {args.target}"
               + (" [--quick: numbers meaningless]" if args.quick else ""), flush=True)

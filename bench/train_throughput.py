@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -44,6 +43,7 @@ from trainables.cifar import DeviceSplit, EpochSettings, resolve_device, to_devi
 from trainables.config import DEVICES, ModelConfig
 from trainables.data import default_data_dir, load_cifar10
 from trainables.model import build_model, count_parameters
+import machine  # bench/machine.py: run as `python bench/<name>.py`, so bench/ is on sys.path
 
 LR, MOMENTUM = 0.01, 0.9  # the tutorial's SGD settings
 QUICK_IMAGES = 512
@@ -188,16 +188,10 @@ def bench_bare(model: nn.Module, split: DeviceSplit, *, batch_size: int, epochs:
     return _timed(run, epochs=epochs, device=device)
 
 
-def machine(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+def describe_run(device: torch.device) -> str:
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    return (f"CPU {cpu} ({os.cpu_count()} cores, torch threads {torch.get_num_threads()}){gpu}; "
-            f"torch {torch.__version__}; device {device}")
+    return (f"CPU {machine.cpu_model()} ({os.cpu_count()} cores, torch threads {torch.get_num_threads()}){gpu}; "
+            f"torch {torch.__version__}; device {device}; {machine.describe()}")
 
 
 def models() -> dict[str, Callable[[], nn.Module]]:
@@ -223,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         images, labels = images[:QUICK_IMAGES], labels[:QUICK_IMAGES]
     split = to_device(images, labels, device=device)
-    print(machine(device))
+    print(describe_run(device))
     print(f"n: {epochs} timed epoch(s) of {len(labels)} training images per loop (after 1 warm-up epoch), "
           f"batch size {args.batch_size}, DataLoader num_workers={args.num_workers}")
     for name, make in models().items():

@@ -37,10 +37,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # A 4-filter, one-block CNN: an epoch on a few hundred images takes well under a second, yet it
 # checkpoints and resumes exactly as a big one does.
 TINY_MODEL = "batch_size: 32\nnum_blocks: 1\nconvs_per_block: 1\nfilters: 4\nhead_layers: 0\naugment: false\n"
+# Epochs of TINY_MODEL take a fraction of a second on an idle machine, faster than Ray removes a
+# node: the node-loss test needs epochs of a second or more so its trial is still running when
+# the node goes, on an idle CI machine as on a loaded one.
+SLOW_MODEL = "batch_size: 32\nnum_blocks: 2\nconvs_per_block: 2\nfilters: 32\nhead_layers: 0\naugment: true\n"
 
 
-def write_space(path: Path, lr_entry: str) -> Path:
-    path.write_text(f"lr: {lr_entry}\n{TINY_MODEL}")
+def write_space(path: Path, lr_entry: str, *, model: str = TINY_MODEL) -> Path:
+    path.write_text(f"lr: {lr_entry}\n{model}")
     return path
 
 
@@ -138,15 +142,15 @@ def cli_env() -> dict[str, str]:
 def test_node_loss_mid_sweep_loses_nothing(tmp_path: Path, cifar_dir: Path) -> None:
     # Removing a node takes a moment; the epochs left after epoch 2 must outlast it, or the trial
     # would already be done when its node goes.
-    max_epochs = 6
+    max_epochs = 8
     # Head without CPUs, like cluster.yaml's: trials run only on the two 1-CPU worker nodes.
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address)
     tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    cfg = SweepConfig(search="random", scheduler="fifo", space=str(write_space(tmp_path / "s.yaml", "{grid: [0.05, 0.1]}")),
-                      num_samples=1, max_epochs=max_epochs, subset=500, data_dir=str(cifar_dir),
+    cfg = SweepConfig(search="random", scheduler="fifo", space=str(write_space(tmp_path / "s.yaml", "{grid: [0.05, 0.1]}", model=SLOW_MODEL)),
+                      num_samples=1, max_epochs=max_epochs, subset=1500, data_dir=str(cifar_dir),
                       storage_path=str(tmp_path / "results"), name="node-loss", max_failures=3,
                       reuse_actors=False, evaluate_best=False, verbose=0)
     experiment = tmp_path / "results" / "node-loss"
@@ -257,9 +261,9 @@ def test_killed_trial_process_retries_from_checkpoint_and_divergence_is_not_retr
     experiment = storage / name
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     # lr 10 without batch norm explodes within the first epoch: the trainable flags it, no exception.
-    space = write_space(tmp_path / "s.yaml", "{grid: [0.05, 10.0, 0.1]}\nbatch_norm: false")
+    space = write_space(tmp_path / "s.yaml", "{grid: [0.05, 10.0, 0.1]}\nbatch_norm: false", model=SLOW_MODEL)
     sweep = subprocess.Popen(cli("--space", str(space), "--num-samples", "1", "--max-epochs", str(max_epochs),
-                                 "--subset", "200", "--max-failures", "2", "--no-reuse-actors",
+                                 "--subset", "600", "--max-failures", "2", "--no-reuse-actors",
                                  "--storage-path", str(storage), "--name", name, "--data-dir", str(cifar_dir),
                                  "--mlflow-tracking-uri", uri),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(),
