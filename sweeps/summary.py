@@ -29,13 +29,15 @@ _TIME_TOTAL = "time_total_s"  # Ray Tune's cumulative trial time, in every resul
 def end_state(last_result: Mapping[str, Any] | None, *, max_epochs: int, errored: bool = False) -> str:
     """How a trial ended, from its last reported result.
 
-    errored: Ray gave up on it (after --max-failures retries) or it never reported;
-    diverged: the trainable flagged a non-finite/exploding loss; completed: it ran all
-    ``max_epochs``; stopped_early: the scheduler (ASHA/Hyperband) or the trainable's
-    patience rule ended it before that.
+    errored: Ray gave up on it (after --max-failures retries); diverged: the trainable flagged
+    a non-finite/exploding loss; completed: it ran all ``max_epochs``; stopped_early: the
+    scheduler (ASHA/Hyperband), an experiment-level stopper (sweeps.compare's budget) or the
+    trainable's patience rule ended it before that, possibly before its first report.
     """
-    if errored or not last_result:
+    if errored:
         return metrics.ERRORED
+    if not last_result:
+        return metrics.STOPPED_EARLY
     if last_result.get(metrics.DIVERGED):
         return metrics.DIVERGED_STATE
     epochs = last_result.get(metrics.EPOCH, last_result.get(metrics.TRAINING_ITERATION, 0)) or 0

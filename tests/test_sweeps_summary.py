@@ -14,7 +14,8 @@ from trainables import metrics
     ({metrics.EPOCH: 2, metrics.DIVERGED: 1, metrics.VAL_ACC: float("nan")}, False, metrics.DIVERGED_STATE),
     ({metrics.EPOCH: 10, metrics.DIVERGED: 1}, False, metrics.DIVERGED_STATE),
     ({metrics.EPOCH: 5}, True, metrics.ERRORED),
-    (None, False, metrics.ERRORED),  # never reported
+    (None, False, metrics.STOPPED_EARLY),  # stopped before its first report, without an error
+    (None, True, metrics.ERRORED),  # failed before its first report
     ({metrics.TRAINING_ITERATION: 10}, False, metrics.COMPLETED),  # Ray's counter when epoch is missing
 ])
 def test_end_state(last, errored, expected):
