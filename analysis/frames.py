@@ -52,8 +52,6 @@ def infer_end_state(rows: pd.DataFrame, *, errored: bool, max_epochs: float) -> 
     """
     if errored:
         return m.ERRORED
-    if rows.empty:
-        return m.ERRORED
     if m.DIVERGED in rows and (pd.to_numeric(rows[m.DIVERGED], errors="coerce").fillna(0) >= 1).any():
         return m.DIVERGED_STATE
     losses = rows[[c for c in (m.TRAIN_LOSS, m.VAL_LOSS) if c in rows]].to_numpy(dtype=float)
