@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis import load_ray_results, strategy_table
-from analysis.report import main
+from analysis.report import _default_tracking_uri, main
 from analysis.strategies import spread_over_seeds
 from trainables import metrics as m
 from tests.test_analysis_diagnosis import good, overfit, underfit
@@ -46,6 +46,15 @@ def ray_folder(tmp_path):
         for r in rows:
             r.pop(m.TRIAL_ID, None)
     return write_ray_folder(tmp_path / "sweep", trials)
+
+
+
+@pytest.fixture(autouse=True)
+def no_tracking_store(monkeypatch, tmp_path):
+    """The CLI defaults to $MLFLOW_TRACKING_URI or ./mlflow.db: run each test where neither exists,
+    so no test depends on, or writes into, a store of the developer's."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
 
 
 def test_load_ray_results_gives_the_tidy_frame(ray_folder):
@@ -141,10 +150,17 @@ def test_comparison_folder_alone(tmp_path):
     assert (cmp / "report" / "anytime.png").is_file() and (cmp / "report" / "strategies.csv").is_file()
 
 
-def test_not_a_folder_without_tracking_uri(monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+def test_not_a_folder_without_tracking_uri():
     with pytest.raises(SystemExit, match="--tracking-uri"):
         main(["no-such-experiment"])
+
+
+def test_default_tracking_uri_is_the_sweeps_local_store(monkeypatch, tmp_path):
+    assert _default_tracking_uri() is None
+    (tmp_path / "mlflow.db").touch()
+    assert _default_tracking_uri() == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert _default_tracking_uri() == "http://127.0.0.1:5000"
 
 
 def test_comparison_columns_match_sweeps():

@@ -45,7 +45,8 @@ def test_resume_finishes_an_interrupted_sweep_without_redoing_finished_trials(ci
            "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path), "--name", "interrupted", "--verbose", "0"]
     env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
     experiment = tmp_path / "interrupted"
-    proc = subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # cwd=tmp_path: the CLI's default MLflow store is ./mlflow.db, which must not be the checkout's.
+    proc = subprocess.Popen(cli, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
         if sum(n == EPOCHS for n in _epochs_by_trial(experiment).values()) >= 1:
@@ -59,7 +60,7 @@ def test_resume_finishes_an_interrupted_sweep_without_redoing_finished_trials(ci
     finished = _finished_trials(experiment)
     assert finished and len(finished) < TRIALS, output[-3000:]
 
-    resumed = subprocess.run([*cli, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([*cli, "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     after = _epochs_by_trial(experiment)
     assert len(after) == TRIALS and all(n == EPOCHS for n in after.values())
