@@ -155,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report_text(outcome), flush=True)
     if callback is not None:
         callback.log_summary(outcome.summary)
+        where = callback.where()
+        if where:
+            print(where, flush=True)
     if outcome.interrupted:
         print(f"Sweep interrupted; continue it with: python -m sweeps.cifar --resume --name {prepared.cfg.name} "
               f"--storage-path {prepared.cfg.storage_uri}", file=sys.stderr)

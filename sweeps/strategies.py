@@ -7,6 +7,7 @@ told at construction (Ray does not pass them to a searcher that already has a sp
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, TrialScheduler
@@ -17,7 +18,16 @@ from sweeps.space import Space, flatten_sample, to_hyperopt, to_hyperopt_points
 from trainables import metrics
 
 TIME_ATTR = metrics.TRAINING_ITERATION  # == epoch, since the trainable reports once per epoch
-HYPEROPT_STARTUP_TRIALS = 8  # random trials before TPE models the results (Bergstra et al. use ~20)
+# Random trials before TPE models the results: a quarter of the sweep, within these bounds.
+# Hyperopt's own default (20, after Bergstra et al.) assumes hundreds of trials; on a 16-trial sweep
+# it would leave TPE nothing to guide, and a fixed 8 still spends half of it unguided. Three is the
+# fewest from which TPE's good/bad split (gamma = 0.25) has a point on each side.
+MIN_STARTUP_TRIALS, MAX_STARTUP_TRIALS = 3, 20
+
+
+def hyperopt_startup_trials(num_samples: int) -> int:
+    """Completed trials TPE waits for before it models them (known-good starting points count)."""
+    return min(MAX_STARTUP_TRIALS, max(MIN_STARTUP_TRIALS, math.ceil(num_samples / 4)))
 
 
 class FlatHyperOptSearch(HyperOptSearch):
@@ -30,7 +40,7 @@ class FlatHyperOptSearch(HyperOptSearch):
     record, and TPE then fails with a KeyError; we add them as inactive (empty) entries.
     """
 
-    def __init__(self, space: Space, *, seed: int, n_initial_points: int = HYPEROPT_STARTUP_TRIALS):
+    def __init__(self, space: Space, *, seed: int, n_initial_points: int):
         self._sweep_space = space
         super().__init__(to_hyperopt(space), metric=metrics.OBJECTIVE, mode=metrics.OBJECTIVE_MODE,
                          points_to_evaluate=to_hyperopt_points(space) or None,
@@ -53,11 +63,12 @@ class FlatHyperOptSearch(HyperOptSearch):
         return {**{d.key: None for d in self._sweep_space.dims if d.when is not None}, **flat}
 
 
-def make_search(search: str, space: Space, *, seed: int, max_concurrent: int) -> SearchAlgorithm:
-    """``hyperopt``: seeded TPE with the space's starting points; ``random``/``grid``: Ray's
-    BasicVariantGenerator over the Tune param space (grid entries expand to every value)."""
+def make_search(search: str, space: Space, *, seed: int, max_concurrent: int, num_samples: int) -> SearchAlgorithm:
+    """``hyperopt``: seeded TPE with the space's starting points, random for the first quarter of
+    ``num_samples``; ``random``/``grid``: Ray's BasicVariantGenerator over the Tune param space
+    (grid entries expand to every value)."""
     if search == "hyperopt":
-        searcher = FlatHyperOptSearch(space, seed=seed)
+        searcher = FlatHyperOptSearch(space, seed=seed, n_initial_points=hyperopt_startup_trials(num_samples))
         return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent) if max_concurrent else searcher
     if search in ("random", "grid"):
         # BasicVariantGenerator is a SearchAlgorithm, not a Searcher, so ConcurrencyLimiter cannot

@@ -338,6 +338,12 @@ class MlflowTrackingCallback(tune.Callback):
         self._close()
 
     # --- after the sweep ---------------------------------------------------------------------------
+    def where(self) -> str | None:
+        """Where the sweep's runs are and how to review them (None if MLflow never started)."""
+        if self._uri is None or self.parent_run_id is None:
+            return None
+        return where_text(self._uri, experiment=self.tracking.experiment, parent_run_id=self.parent_run_id,
+                          folder=self.folder)
     def log_summary(self, summary: "SweepSummary") -> None:
         """Attach the sweep's summary table, best config and best checkpoint to the parent run,
         with the best trial's id as a tag. Bounded retries; a failure is one warning line."""
@@ -346,6 +352,24 @@ class MlflowTrackingCallback(tune.Callback):
         log_sweep_artifacts(self._store, self.parent_run_id, folder=summary.experiment_path,
                             best_trial_id=summary.best_trial_id, best_checkpoint=summary.best_checkpoint,
                             uri=self._uri or "")
+
+
+def where_text(uri: str, *, experiment: str, parent_run_id: str, folder: str) -> str:
+    """The end-of-sweep pointer to MLflow: the UI to open and the diagnosis to run next.
+
+    A URI with credentials is shown redacted, and the commands then read it from the environment
+    instead, so nothing printed (and kept in terminal logs) carries a secret.
+    """
+    shown = redact_uri(uri)
+    secret = shown != uri
+    local = urlsplit(uri).scheme in ("", "file", "sqlite")
+    if local:
+        view = f"mlflow ui --backend-store-uri {uri}"
+    else:
+        view = f"open {shown} in a browser"
+    flag = f'--tracking-uri "${ENV_TRACKING_URI}"' if secret else f"--tracking-uri {uri}"
+    return (f"MLflow: experiment '{experiment}', parent run {parent_run_id} in {shown}; view: {view}\n"
+            f"Diagnose every trial (tags the runs in MLflow): python -m analysis.report {folder} {flag}")
 
 
 def log_sweep_artifacts(store: RunStore, parent_id: str, *, folder: str, best_trial_id: str | None,

@@ -18,7 +18,7 @@ from ray import tune
 from sweeps.config import CONFIG_FILE, SweepConfig, SweepInputError, check_address, is_uri
 from sweeps.ray_reporter import RayReporter
 from sweeps.space import Space, grid_size, resolve_space, sampled_keys, to_ray_param_space, trial_dict
-from sweeps.strategies import make_scheduler, make_search
+from sweeps.strategies import hyperopt_startup_trials, make_scheduler, make_search
 from sweeps.summary import SweepSummary, format_summary, read_text, summarize, write_summary, write_text
 from trainables import metrics
 from trainables.cifar import train_trial
@@ -136,7 +136,8 @@ def describe_plan(cfg: SweepConfig, *, space: Space | None, data: CifarArrays, t
              "fifo": "none (FIFO: every trial runs all epochs)"}[cfg.scheduler]
     return "\n".join([
         f"{'Resuming' if cfg.resume else 'Starting'} sweep `{cfg.name}`",
-        f"  search:    {cfg.search} (seed {cfg.seed}{f', {points} starting points' if points else ''}), "
+        f"  search:    {cfg.search} (seed {cfg.seed}{f', {points} starting points' if points else ''}"
+        f"{f', TPE after {hyperopt_startup_trials(cfg.num_samples)} trials' if cfg.search == 'hyperopt' else ''}), "
         f"early stopping: {early}",
         f"  budget:    {trials} trials x at most {cfg.max_epochs} epochs = at most {trials * cfg.max_epochs} "
         f"trial-epochs (objective {metrics.OBJECTIVE}, {metrics.OBJECTIVE_MODE})",
@@ -242,7 +243,8 @@ def build_tuner(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop:
         param_space=to_ray_param_space(space, seed=cfg.seed, sampled=cfg.search != "hyperopt"),
         tune_config=tune.TuneConfig(
             metric=metrics.OBJECTIVE, mode=metrics.OBJECTIVE_MODE,
-            search_alg=make_search(cfg.search, space, seed=cfg.seed, max_concurrent=cfg.max_concurrent),
+            search_alg=make_search(cfg.search, space, seed=cfg.seed, max_concurrent=cfg.max_concurrent,
+                                   num_samples=cfg.num_samples),
             scheduler=make_scheduler(cfg.scheduler, max_epochs=cfg.max_epochs, grace_period=cfg.grace_period,
                                      reduction_factor=cfg.reduction_factor),
             num_samples=cfg.num_samples,
@@ -262,8 +264,16 @@ def _save_config(prepared: PreparedSweep) -> None:
     write_text(f"{prepared.cfg.experiment_path}/{CONFIG_FILE}", json.dumps(body, indent=2, sort_keys=True))
 
 
+_EXCESSIVE_SNAPSHOT_WARNING_ENV = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"
+
+
 def execute(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop: Any = None) -> SweepOutcome:
     cfg = prepared.cfg
+    # Every epoch checkpoints and Tune keeps --keep-checkpoints of them, so Tune forces a state
+    # snapshot every few epochs by design (a resume then loses at most that many). Locally one
+    # costs ~0.02 s, yet Tune warns about each burst, flooding the sweep's output; its separate
+    # slow-snapshot warning (slow remote storage) stays on. A user's own setting wins.
+    os.environ.setdefault(_EXCESSIVE_SNAPSHOT_WARNING_ENV, "0")
     try:
         tuner = build_tuner(prepared, callbacks=callbacks, stop=stop)
         if not cfg.resume:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -105,3 +106,18 @@ def test_random_hyperband_loads_data_once_in_the_driver(ray_session, cifar_dir, 
     table = _check_outputs(outcome, trials=3)
     assert len(calls) == 1 and not folder.exists()  # trials ran on the object-store copy only
     assert outcome.ok and outcome.summary.num_errored == 0 and (table["epochs"] <= 2).all()
+
+
+def test_forced_state_snapshots_do_not_flood_the_output(ray_session, data, tmp_path, monkeypatch, caplog):
+    # keep_checkpoints=1: every epoch's checkpoint forces a Tune state snapshot, the case in which
+    # Tune warns each time; epochs of ~a second put several within its 5 s window.
+    monkeypatch.delenv("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", raising=False)
+    tune_state_logger = logging.getLogger("ray.tune.execution.experiment_state")  # Ray's loggers do not propagate
+    tune_state_logger.addHandler(caplog.handler)
+    try:
+        outcome = run_sweep(_cfg(tmp_path, search="random", scheduler="fifo", num_samples=2, max_epochs=3,
+                                 max_concurrent=1, keep_checkpoints=1, evaluate_best=False), data=data)
+    finally:
+        tune_state_logger.removeHandler(caplog.handler)
+    assert outcome.ok
+    assert not [r for r in caplog.records if "Experiment state snapshotting" in r.getMessage()]

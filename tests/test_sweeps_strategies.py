@@ -6,7 +6,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
 from sweeps.space import default_space, resolve_space, trial_dict
-from sweeps.strategies import FlatHyperOptSearch, make_scheduler, make_search
+from sweeps.strategies import FlatHyperOptSearch, hyperopt_startup_trials, make_scheduler, make_search
 from trainables import metrics
 from trainables.config import TrialConfig
 
@@ -14,7 +14,7 @@ from trainables.config import TrialConfig
 def _suggestions(seed: int, n: int = 14) -> list[dict]:
     """n configs from a fresh searcher, telling it a made-up score after each (so TPE kicks in)."""
     searcher = FlatHyperOptSearch(resolve_space(search="hyperopt", smoke=False, path=None, max_epochs=3, seed=0),
-                                  seed=seed)
+                                  seed=seed, n_initial_points=8)
     configs = []
     for i in range(n):
         config = searcher.suggest(str(i))
@@ -43,9 +43,21 @@ def test_hyperopt_starts_from_the_known_good_points_then_samples_flat_valid_conf
 
 def test_make_search_kinds():
     space = resolve_space(search="hyperopt", smoke=True, path=None, max_epochs=2, seed=0)
-    assert isinstance(make_search("hyperopt", space, seed=0, max_concurrent=2), ConcurrencyLimiter)
-    assert isinstance(make_search("hyperopt", space, seed=0, max_concurrent=0), FlatHyperOptSearch)
-    assert isinstance(make_search("random", space, seed=0, max_concurrent=2), BasicVariantGenerator)
+    assert isinstance(make_search("hyperopt", space, seed=0, max_concurrent=2, num_samples=4), ConcurrencyLimiter)
+    assert isinstance(make_search("hyperopt", space, seed=0, max_concurrent=0, num_samples=4), FlatHyperOptSearch)
+    assert isinstance(make_search("random", space, seed=0, max_concurrent=2, num_samples=4), BasicVariantGenerator)
+
+
+@pytest.mark.parametrize("num_samples, startup", [(1, 3), (4, 3), (13, 4), (16, 4), (24, 6), (80, 20), (500, 20)])
+def test_tpe_starts_modelling_after_a_quarter_of_the_sweep(num_samples, startup):
+    assert hyperopt_startup_trials(num_samples) == startup
+
+
+def test_make_search_gives_hyperopt_the_startup_count_of_its_sweep():
+    space = resolve_space(search="hyperopt", smoke=True, path=None, max_epochs=2, seed=0)
+    searcher = make_search("hyperopt", space, seed=0, max_concurrent=2, num_samples=24).searcher
+    # The partial Ray builds around hyperopt's tpe.suggest is what decides when TPE takes over.
+    assert searcher.algo.keywords["n_startup_jobs"] == 6
 
 
 @pytest.mark.parametrize("name, cls", [("asha", ASHAScheduler), ("hyperband", HyperBandScheduler),

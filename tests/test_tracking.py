@@ -11,7 +11,8 @@ import pytest
 from mlflow import MlflowClient
 
 from sweeps.redact import MASK, redact_text, redact_uri, secret_values
-from sweeps.tracking import MlflowTrackingCallback, check_tracking, for_sweep, log_comparison, safe_params
+from sweeps.tracking import (MlflowTrackingCallback, check_tracking, for_sweep, log_comparison, safe_params,
+                             where_text)
 from sweeps.tracking_config import TrackingConfig, TrackingError, tracking_from_args
 from sweeps.tracking_runs import RunStore, epoch_metrics, epoch_step, param_values, trial_max_epochs, trial_run_name
 from sweeps.tracking_writer import TrackingWriter
@@ -44,6 +45,18 @@ def test_safe_params_never_carry_credentials(monkeypatch: pytest.MonkeyPatch) ->
     params = safe_params({"storage_path": "s3://k:s3cr3t-pw@bucket/x", "note": "uses s3cr3t-pw", "n": 3})
     assert all("s3cr3t-pw" not in v for v in params.values())
     assert params["n"] == "3"
+
+
+def test_where_text_points_to_the_ui_and_the_diagnosis() -> None:
+    local = where_text("sqlite:///mlflow.db", experiment="cnn-sweeps", parent_run_id="abc123", folder="/r/sweep-1")
+    assert "experiment 'cnn-sweeps', parent run abc123" in local
+    assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in local
+    assert "python -m analysis.report /r/sweep-1 --tracking-uri sqlite:///mlflow.db" in local
+    server = where_text("http://10.0.0.5:5000", experiment="e", parent_run_id="p", folder="s3://b/sweep-1")
+    assert "open http://10.0.0.5:5000 in a browser" in server and "mlflow ui" not in server
+    secret = where_text("https://user:pa55word@mlflow.example.com", experiment="e", parent_run_id="p", folder="f")
+    assert "pa55word" not in secret and MASK in secret
+    assert '--tracking-uri "$MLFLOW_TRACKING_URI"' in secret  # a command that works without printing the secret
 
 
 def test_trial_run_name_is_readable() -> None:
