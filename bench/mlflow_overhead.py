@@ -24,17 +24,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from sweeps.config import SMOKE_GRACE_PERIOD, SMOKE_MAX_EPOCHS, SMOKE_NUM_SAMPLES, SweepConfig
+from sweeps.config import SMOKE_GRACE_PERIOD, SweepConfig
 from sweeps.redact import redact_uri
 from sweeps.tracking import check_tracking, for_sweep
 from sweeps.tracking_config import TrackingConfig
 from sweeps.tuner import build_tuner, load_data, prepare
 import machine  # bench/machine.py: run as `python bench/<name>.py`, so bench/ is on sys.path
+from smoke_args import add_smoke_sweep_args
 
 TARGET_OVERHEAD = 0.05
 QUICK_SUBSET = 300
-
-
 
 
 def sweep_wall_s(cfg: SweepConfig, *, data: object, tracking: TrackingConfig | None) -> float:
@@ -52,15 +51,9 @@ def sweep_wall_s(cfg: SweepConfig, *, data: object, tracking: TrackingConfig | N
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", help="CIFAR-10 folder (default: as sweeps.cifar)")
-    p.add_argument("--subset", type=int, default=1000, help="training images; 0 = all (default: %(default)s)")
-    p.add_argument("--num-samples", type=int, default=SMOKE_NUM_SAMPLES, help="trials (default: %(default)s)")
-    p.add_argument("--max-epochs", type=int, default=SMOKE_MAX_EPOCHS, help="epochs per trial (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=1, help="sweeps per arm, n (default: %(default)s)")
+    add_smoke_sweep_args(p, subset=1000, repeats=1, repeats_help="sweeps per arm, n")
     p.add_argument("--mlflow-tracking-uri", help="a tracking server to measure against (default: a fresh sqlite "
                    "file per sweep, MLflow's default local store)")
-    p.add_argument("--cpus", type=int, default=len(os.sched_getaffinity(0)),
-                   help="CPUs given to Ray (default: this process's usable cores, %(default)s)")
     p.add_argument("--quick", action="store_true", help=f"{QUICK_SUBSET} images, 2 trials x 1 epoch: checks the "
                    "script runs")
     return p.parse_args()
@@ -70,8 +63,6 @@ def main() -> None:
     import ray
 
     args = parse_args()
-    if args.repeats < 1:
-        raise ValueError(f"The value of `repeats` is {args.repeats}, but must be >= 1. Pass --repeats 1 or more.")
     subset, samples, epochs = ((QUICK_SUBSET, 2, 1) if args.quick else (args.subset, args.num_samples, args.max_epochs))
     walls: dict[bool, list[float]] = {False: [], True: []}
     with tempfile.TemporaryDirectory(prefix="mlflow-overhead-") as tmp:

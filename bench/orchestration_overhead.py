@@ -27,15 +27,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from sweeps.config import SMOKE_GRACE_PERIOD, SMOKE_MAX_EPOCHS, SMOKE_NUM_SAMPLES, SweepConfig
+from sweeps.config import SMOKE_GRACE_PERIOD, SweepConfig
 from sweeps.tuner import build_tuner, load_data, prepare
 from trainables import metrics
 import machine  # bench/machine.py: run as `python bench/<name>.py`, so bench/ is on sys.path
+from smoke_args import add_smoke_sweep_args
 
 TARGET_EFFICIENCY = 0.8
 QUICK_SUBSET = 300
-
-
 
 
 @dataclass(frozen=True)
@@ -77,13 +76,7 @@ def measure(cfg: SweepConfig, *, data: object, cpus: int) -> Measurement:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", help="CIFAR-10 folder (default: as sweeps.cifar)")
-    p.add_argument("--subset", type=int, default=0, help="training images; 0 = all (default: %(default)s)")
-    p.add_argument("--num-samples", type=int, default=SMOKE_NUM_SAMPLES, help="trials (default: %(default)s)")
-    p.add_argument("--max-epochs", type=int, default=SMOKE_MAX_EPOCHS, help="epochs per trial (default: %(default)s)")
-    p.add_argument("--cpus", type=int, default=len(os.sched_getaffinity(0)),
-                   help="CPUs given to Ray, one per trial (default: this process's usable cores, %(default)s)")
-    p.add_argument("--repeats", type=int, default=3, help="sweeps per setting, alternating (default: %(default)s)")
+    add_smoke_sweep_args(p, subset=0, repeats=3, repeats_help="sweeps per setting, alternating")
     p.add_argument("--quick", action="store_true", help=f"{QUICK_SUBSET} images, 1 repeat: checks the script runs")
     return p.parse_args()
 

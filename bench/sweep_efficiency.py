@@ -71,8 +71,6 @@ SPACE: dict[str, Any] = {
 }
 
 
-
-
 def run(cfg: SweepConfig, *, data: Any) -> pd.DataFrame:
     """One sweep; its reported epochs in the order the driver received them."""
     recorder = EpochRecorder()
@@ -85,17 +83,9 @@ def run(cfg: SweepConfig, *, data: Any) -> pd.DataFrame:
 
 
 def trial_bests(records: pd.DataFrame) -> pd.Series:
-    """Each trial's best val_acc over the epochs it reported (a diverged epoch never counts)."""
+    """Each trial's best val_acc over the given epochs (a diverged epoch never counts)."""
     acc = pd.to_numeric(records[metrics.VAL_ACC], errors="coerce")
     return acc.where(np.isfinite(acc)).groupby(records[metrics.TRIAL_ID]).max().fillna(0.0)
-
-
-def early_acc(records: pd.DataFrame, *, epoch: int) -> pd.Series:
-    """Each trial's val_acc at ``epoch`` (0 for a trial that diverged or ended before it)."""
-    at_epoch = records[records[metrics.TRAINING_ITERATION] == epoch]
-    acc = pd.to_numeric(at_epoch[metrics.VAL_ACC], errors="coerce")
-    return acc.where(np.isfinite(acc)).groupby(at_epoch[metrics.TRIAL_ID]).max().reindex(
-        records[metrics.TRIAL_ID].unique()).fillna(0.0)
 
 
 def calibrate(common: SweepConfig, *, data: Any) -> None:
@@ -112,10 +102,11 @@ def calibrate(common: SweepConfig, *, data: Any) -> None:
           f"{math.floor(bests.quantile(TARGET_QUANTILE) * 100) / 100:.2f}")
     # How far ASHA can trust an early rung: if early accuracy ranks configurations as their best
     # does, stopping the bottom of a rung loses nothing; if not, it stops future winners.
+    top = set(bests.nlargest(max(1, round(len(bests) * (1 - TARGET_QUANTILE)))).index)
     for rung in (1, 3):
-        early = early_acc(records, epoch=rung).reindex(bests.index)
-        rho = early.rank().corr(bests.rank())
-        top = set(bests.nlargest(max(1, round(len(bests) * (1 - TARGET_QUANTILE)))).index)
+        # A trial that diverged or ended before the rung counts as 0 there.
+        early = trial_bests(records[records[metrics.TRAINING_ITERATION] == rung]).reindex(bests.index).fillna(0.0)
+        rho = early.corr(bests, method="spearman")
         kept = set(early.nlargest(max(1, round(len(early) / 3))).index)
         print(f"epoch {rung} val_acc vs best val_acc: Spearman {rho:.2f}; of the top-decile configurations, "
               f"{len(top & kept)}/{len(top)} are in the top third at epoch {rung} (what ASHA keeps at a rung)")

@@ -344,6 +344,7 @@ class MlflowTrackingCallback(tune.Callback):
             return None
         return where_text(self._uri, experiment=self.tracking.experiment, parent_run_id=self.parent_run_id,
                           folder=self.folder)
+
     def log_summary(self, summary: "SweepSummary") -> None:
         """Attach the sweep's summary table, best config and best checkpoint to the parent run,
         with the best trial's id as a tag. Bounded retries; a failure is one warning line."""
@@ -361,15 +362,13 @@ def where_text(uri: str, *, experiment: str, parent_run_id: str, folder: str) ->
     instead, so nothing printed (and kept in terminal logs) carries a secret.
     """
     shown = redact_uri(uri)
-    secret = shown != uri
-    local = urlsplit(uri).scheme in ("", "file", "sqlite")
-    if local:
-        view = f"mlflow ui --backend-store-uri {uri}"
-    else:
+    usable = f'"${ENV_TRACKING_URI}"' if shown != uri else uri  # what a printed command may carry
+    if urlsplit(uri).scheme in _HTTP_SCHEMES:
         view = f"open {shown} in a browser"
-    flag = f'--tracking-uri "${ENV_TRACKING_URI}"' if secret else f"--tracking-uri {uri}"
+    else:  # a local file or sqlite store, or a database: MLflow's UI serves it
+        view = f"mlflow ui --backend-store-uri {usable}"
     return (f"MLflow: experiment '{experiment}', parent run {parent_run_id} in {shown}; view: {view}\n"
-            f"Diagnose every trial (tags the runs in MLflow): python -m analysis.report {folder} {flag}")
+            f"Diagnose every trial (tags the runs in MLflow): python -m analysis.report {folder} --tracking-uri {usable}")
 
 
 def log_sweep_artifacts(store: RunStore, parent_id: str, *, folder: str, best_trial_id: str | None,

@@ -284,7 +284,7 @@ def execute(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop: Any
                             data=prepared.data if cfg.evaluate_best else None,
                             experiment_path=grid.experiment_path)
         write_summary(summary)
-        return SweepOutcome(grid=grid, summary=summary, cfg=cfg, 
+        return SweepOutcome(grid=grid, summary=summary, cfg=cfg,
                             interrupted=len(grid) < prepared.expected_trials or unfinished_trials(grid) > 0)
     finally:
         if prepared.owns_ray:

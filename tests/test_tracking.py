@@ -57,6 +57,9 @@ def test_where_text_points_to_the_ui_and_the_diagnosis() -> None:
     secret = where_text("https://user:pa55word@mlflow.example.com", experiment="e", parent_run_id="p", folder="f")
     assert "pa55word" not in secret and MASK in secret
     assert '--tracking-uri "$MLFLOW_TRACKING_URI"' in secret  # a command that works without printing the secret
+    database = where_text("postgresql://admin:hunter22@db:5432/mlflow", experiment="e", parent_run_id="p",
+                          folder="f")
+    assert "hunter22" not in database and 'mlflow ui --backend-store-uri "$MLFLOW_TRACKING_URI"' in database
 
 
 def test_trial_run_name_is_readable() -> None:
