@@ -26,7 +26,8 @@ SPACE_HELP = textwrap.dedent("""\
       filters: {quniform: [16, 64, 16]}      num_blocks: {randint: [2, 5]}  (high excluded)
       batch_size: {choice: [64, 128]}        weight_decay: {grid: [1.0e-4, 5.0e-4]}  (not with hyperopt)
       epochs: 5  (a constant)                momentum: {uniform: [0.8, 0.99], when: {optimizer: sgd}}
-    optional per entry: reason: "why this range". Default: the built-in space for --search.""")
+    optional per entry: reason: "why this range". Optional starting points for hyperopt (random and
+    grid ignore them): points_to_evaluate: [{lr: 0.05, batch_size: 64}]. Default: the built-in space.""")
 
 EPILOG = textwrap.dedent("""\
     examples:

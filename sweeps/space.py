@@ -12,6 +12,8 @@ A space maps each hyperparameter (a key of ``trainables.config.CONFIG_KEYS``) to
     epochs: 5                                    # a constant
     momentum: {uniform: [0.8, 0.99], when: {optimizer: sgd}}   # only sampled when optimizer is sgd
     lr: {loguniform: [1.0e-3, 0.3], reason: "why this range"} # optional one-line reason
+    points_to_evaluate:                          # optional: known-good starting points (Hyperopt only)
+      - {lr: 0.05, momentum: 0.9}                # one value for every sampled key active in the point
 
 Keys left out keep ``TrialConfig``'s defaults. ``epochs`` defaults to ``--max-epochs`` and
 ``seed`` to ``--seed``. A conditional entry (``when``) depends on one ``choice`` entry and is
@@ -43,6 +45,10 @@ LIST_KINDS = ("choice", "grid")
 KINDS = RANGE_KINDS + LIST_KINDS + ("const",)
 BRANCH_SUFFIX = "?"  # native hyperopt key of a conditional branch: "optimizer?" (never a config key)
 _DEFAULTS = TrialConfig().to_dict()
+# The one top-level key of a space file that is not a hyperparameter: Hyperopt's first trials, in
+# Ray's own name for them (``HyperOptSearch(points_to_evaluate=...)``). Random and grid search are
+# the unguided baselines and ignore them, as they do the built-in spaces' starting points.
+POINTS_KEY = "points_to_evaluate"
 # Names other tools use for our keys, which string similarity alone would not find.
 _ALIASES = {"learning_rate": "lr", "learning-rate": "lr", "wd": "weight_decay", "dropout": "head_dropout",
             "bs": "batch_size", "optim": "optimizer", "n_filters": "filters", "num_filters": "filters"}
@@ -107,9 +113,10 @@ def _is_int_key(key: str) -> bool:
 def parse_dim(key: Any, spec: Any) -> Dim:
     """One entry of a user space (after YAML/JSON parsing) -> Dim, checking its own shape."""
     if not isinstance(key, str) or key not in CONFIG_KEYS:
-        close = [_ALIASES[key]] if key in _ALIASES else difflib.get_close_matches(str(key), CONFIG_KEYS, n=1)
+        known = [*CONFIG_KEYS, POINTS_KEY]
+        close = [_ALIASES[key]] if key in _ALIASES else difflib.get_close_matches(str(key), known, n=1)
         hint = f"Did you mean `{close[0]}`?" if close else ""
-        hint += f" Valid keys: {', '.join(sorted(CONFIG_KEYS))}."
+        hint += f" Valid keys: {', '.join(sorted(CONFIG_KEYS))}; and `{POINTS_KEY}` for starting points."
         raise ValueError(f"Search space key `{key}` is not a hyperparameter of the trainable. {hint}")
     if not isinstance(spec, Mapping):
         return Dim(key, "const", (spec,))
@@ -256,7 +263,14 @@ def _in_dim(dim: Dim, value: Any) -> bool:
 
 
 def check_point(space: Space, point: Mapping[str, Any]) -> None:
-    """A starting point must give every active sampled key a value inside its range."""
+    """A starting point must give every active sampled key a value inside its range, and nothing else."""
+    sampled = {d.key for d in space.dims if d.sampled}
+    for key in point:
+        if key not in sampled:
+            rule = ("is not a sampled entry of the space" if key in CONFIG_KEYS
+                    else "is not a hyperparameter of the trainable")
+            raise _bad(POINTS_KEY, dict(point), f"its key `{key}` {rule} (sampled: {', '.join(sorted(sampled))})",
+                       f"Drop `{key}` from the point, or add a range or choice for it to the space.")
     for dim in space.dims:
         if not dim.sampled:
             continue
@@ -283,7 +297,20 @@ def load_space(path: str | Path) -> Space:
     if not isinstance(raw, Mapping) or not raw:
         raise ValueError(f"Search space file {path} must hold a non-empty mapping of key -> entry, "
                          f"got {type(raw).__name__}. See `python -m sweeps.cifar --help`.")
-    return Space(tuple(parse_dim(k, v) for k, v in raw.items()), source=str(path))
+    raw = dict(raw)
+    points = _parse_points(raw.pop(POINTS_KEY, None))
+    return Space(tuple(parse_dim(k, v) for k, v in raw.items()), points, source=str(path))
+
+
+def _parse_points(raw: Any) -> tuple[dict[str, Any], ...]:
+    """The file's ``points_to_evaluate``: a list of {key: value} mappings (checked against the space
+    later, in ``validate_space``, once every entry is known)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, (list, tuple)) or not raw or not all(isinstance(p, Mapping) for p in raw):
+        raise _bad(POINTS_KEY, raw, "it must be a non-empty list of {key: value} mappings",
+                   f"Write e.g. `{POINTS_KEY}: [{{lr: 0.05, batch_size: 128}}]`, or leave it out.")
+    return tuple(dict(p) for p in raw)
 
 
 def grid_size(space: Space) -> int:
@@ -543,14 +570,14 @@ def grid_space(*, smoke: bool = False) -> Space:
 def builtin_space(*, search: str, smoke: bool) -> Space:
     if search == "grid":
         return grid_space(smoke=smoke)
-    space = smoke_space() if smoke else default_space()
-    # Random search is the unguided baseline: it gets no hand-picked starting points.
-    return space if search == "hyperopt" else dataclasses.replace(space, points=())
+    return smoke_space() if smoke else default_space()
 
 
 def resolve_space(*, search: str, smoke: bool, path: str | None, max_epochs: int, seed: int) -> Space:
     """The space a sweep will use, validated: a user file or the built-in one, plus epochs/seed."""
     space = load_space(path) if path is not None else builtin_space(search=search, smoke=smoke)
+    if search != "hyperopt":  # random and grid search are the unguided baselines: no starting points
+        space = dataclasses.replace(space, points=())
     space = space.with_const("epochs", max_epochs, "--max-epochs: the schedule spans the longest a trial may run")
     space = space.with_const("seed", seed, "--seed: every trial shares it, so trials differ only in hyperparameters")
     validate_space(space, search=search, max_epochs=max_epochs)

@@ -16,12 +16,11 @@ import ray
 from ray import tune
 
 from sweeps.config import CONFIG_FILE, SweepConfig, SweepInputError, check_address, is_uri
-from sweeps.ray_reporter import RayReporter
-from sweeps.space import Space, grid_size, resolve_space, sampled_keys, to_ray_param_space, trial_dict
+from sweeps.space import Space, grid_size, resolve_space, sampled_keys, to_ray_param_space
 from sweeps.strategies import hyperopt_startup_trials, make_scheduler, make_search
 from sweeps.summary import SweepSummary, format_summary, read_text, summarize, write_summary, write_text
+from sweeps.trial import cifar_trial
 from trainables import metrics
-from trainables.cifar import train_trial
 from trainables.data import CifarArrays, default_data_dir, load_cifar10, stratified_split
 
 @dataclass(frozen=True)
@@ -52,11 +51,6 @@ def unfinished_trials(grid: Any) -> int:
     the ResultGrid's public API does not expose trial status, so this reads its trial list."""
     trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or []
     return sum(t.status not in ("TERMINATED", "ERROR") for t in trials)
-
-
-def cifar_trial(config: Mapping[str, Any], *, data: CifarArrays, num_threads: int, device: str) -> None:
-    """The Tune function trainable: one TrialConfig, trained with per-epoch reports."""
-    train_trial(trial_dict(config), data=data, reporter=RayReporter(), device=device, num_threads=num_threads)
 
 
 def trial_dirname(trial: Any) -> str:

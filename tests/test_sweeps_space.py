@@ -106,6 +106,39 @@ def test_load_yaml_and_json(tmp_path):
     assert grid_size(load_space(tmp_path / "s.json")) == 6
 
 
+FILE_WITH_POINTS = ("lr: {loguniform: [1.0e-3, 1.0]}\nbatch_size: {choice: [64, 128]}\nfilters: 16\n"
+                    "points_to_evaluate:\n  - {lr: 0.05, batch_size: 128}\n")
+
+
+def test_a_files_starting_points_reach_hyperopt_and_not_the_baselines(tmp_path):
+    (tmp_path / "s.yaml").write_text(FILE_WITH_POINTS)
+    path = str(tmp_path / "s.yaml")
+    space = resolve_space(search="hyperopt", smoke=False, path=path, max_epochs=3, seed=0)
+    assert space.points == ({"lr": 0.05, "batch_size": 128},) and "points_to_evaluate" not in space.keys()
+    assert "starting point: {'lr': 0.05, 'batch_size': 128}" in format_space(space)
+    for search in ("random", "grid"):  # the unguided baselines
+        assert resolve_space(search=search, smoke=False, path=path, max_epochs=3, seed=0).points == ()
+
+
+@pytest.mark.parametrize("points, message", [
+    ("{lr: 0.05}", "`points_to_evaluate` is {'lr': 0.05}, but it must be a non-empty list"),
+    ("[]", "must be a non-empty list"),
+    ("[{lr: 0.05, batch_size: 128, filters: 16}]", "its key `filters` is not a sampled entry.*Drop `filters`"),
+    ("[{lr: 0.05, batch_size: 128, learning_rate: 1}]", "`learning_rate` is not a hyperparameter"),
+    ("[{lr: 5.0, batch_size: 128}]", "`lr` is 5.0, but the starting point .* lies outside loguniform"),
+    ("[{lr: 0.05}]", "`batch_size` is None, but the starting point"),
+])
+def test_bad_starting_points_in_a_file_are_rejected_naming_the_fix(tmp_path, points, message):
+    (tmp_path / "s.yaml").write_text(FILE_WITH_POINTS.split("points_to_evaluate")[0] + f"points_to_evaluate: {points}\n")
+    with pytest.raises(ValueError, match=message):
+        resolve_space(search="hyperopt", smoke=False, path=str(tmp_path / "s.yaml"), max_epochs=3, seed=0)
+
+
+def test_misspelt_points_key_names_it():
+    with pytest.raises(ValueError, match="Did you mean `points_to_evaluate`"):
+        _space(points_to_evalute=[{"lr": 0.1}])
+
+
 def test_unparseable_file_rejected(tmp_path):
     (tmp_path / "bad.yaml").write_text("lr: {loguniform: [1e-3,\n")
     with pytest.raises(ValueError, match="could not be parsed"):

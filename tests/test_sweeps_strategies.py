@@ -41,6 +41,16 @@ def test_hyperopt_starts_from_the_known_good_points_then_samples_flat_valid_conf
     assert {c["optimizer"] for c in configs} == {"sgd", "adamw"}
 
 
+def test_a_space_files_starting_point_is_hyperopts_first_trial(tmp_path):
+    (tmp_path / "s.json").write_text('{"lr": {"loguniform": [1e-4, 1.0]}, "batch_size": {"choice": [64, 256]}, '
+                                     '"points_to_evaluate": [{"lr": 0.05, "batch_size": 256}]}')
+    space = resolve_space(search="hyperopt", smoke=False, path=str(tmp_path / "s.json"), max_epochs=3, seed=0)
+    searcher = make_search("hyperopt", space, seed=0, max_concurrent=0, num_samples=8)
+    first, second = searcher.suggest("0"), searcher.suggest("1")
+    assert (first["lr"], first["batch_size"]) == (0.05, 256)
+    assert second["lr"] != 0.05
+
+
 def test_make_search_kinds():
     space = resolve_space(search="hyperopt", smoke=True, path=None, max_epochs=2, seed=0)
     assert isinstance(make_search("hyperopt", space, seed=0, max_concurrent=2, num_samples=4), ConcurrencyLimiter)
