@@ -240,6 +240,28 @@ def test_killed_driver_resumes_into_the_same_runs_in_the_default_local_store(ray
     assert not client.search_runs([experiment_id], "attributes.status = 'RUNNING'")
 
 
+class StopServerAfterFirstLoggedEpoch(tune.Callback):
+    """Stops the server once the first epoch is on it, from inside Tune's driver loop.
+
+    A thread that polled the server and then stopped it raced the sweep: as soon as trials started
+    faster, all four epochs of this tiny sweep were logged before the stop, leaving the backfill
+    nothing to do. Blocking the loop on the first result (this callback runs after the MLflow one)
+    holds every later result back until the server is down, so the outage always comes mid-sweep.
+    """
+
+    def __init__(self, server: "MlflowServer", client: MlflowClient):
+        self.server, self.client, self.stopped = server, client, False
+
+    def __getstate__(self) -> dict:
+        return {"stopped": self.stopped}  # Ray pickles callbacks into tuner.pkl; a live server cannot go
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if not self.stopped:
+            _wait_for(lambda: _logged_epochs(self.client) >= 1, timeout_s=120, what="a first epoch on the server")
+            self.server.stop()
+            self.stopped = True
+
+
 def test_server_killed_mid_sweep_then_backfill(ray_session, data, mlflow_server, tmp_path, caplog):
     """The server dies after the first logged epoch: the sweep still completes, the outage is one
     warning line, and once the server is back the backfill makes MLflow match Ray, idempotently."""
@@ -249,18 +271,11 @@ def test_server_killed_mid_sweep_then_backfill(ray_session, data, mlflow_server,
     tracking = TrackingConfig(tracking_uri=mlflow_server.uri, flush_timeout_s=3.0, max_backoff_s=1.0)
     callback = for_sweep(cfg, tracking)
     client = MlflowClient(mlflow_server.uri)
-
-    def kill_after_first_epoch() -> None:
-        _wait_for(lambda: _logged_epochs(client) >= 1, timeout_s=240, what="a first epoch on the server")
-        mlflow_server.stop()
-
-    killer = threading.Thread(target=kill_after_first_epoch, daemon=True)
-    killer.start()
+    killer = StopServerAfterFirstLoggedEpoch(mlflow_server, client)
     with caplog.at_level(logging.WARNING, logger="sweeps"):
-        outcome = run_sweep(cfg, data=data, callbacks=[callback])
+        outcome = run_sweep(cfg, data=data, callbacks=[callback, killer])
         callback.log_summary(outcome.summary)
-    killer.join(timeout=5)
-    assert outcome.summary.num_trials == TRIALS and outcome.ok
+    assert killer.stopped and outcome.summary.num_trials == TRIALS and outcome.ok
     outage_lines = [r for r in caplog.records if "cannot log" in r.getMessage()]
     assert len(outage_lines) == 1, [r.getMessage() for r in caplog.records]
     assert any("sweeps.backfill" in r.getMessage() and "not logged" in r.getMessage() for r in caplog.records)
