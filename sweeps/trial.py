@@ -2,7 +2,7 @@
 
 Tune sends the trainable to each trial process by reference, so that process imports the module
 that defines it. Defined in ``sweeps.tuner``, it made every trial process import the driver's
-modules too: Hyperopt with SciPy, pandas, the summary and tracking code, about 1.3 s of a trial
+modules too: Hyperopt with SciPy, and the search and summary code, about 1.3 s of a trial
 process's start on a 2-core machine, spent before its first epoch (bench/orchestration_overhead.py).
 This module imports only what a trial needs: the trainable and its Tune reporter.
 """
