@@ -80,7 +80,7 @@ SPACE: dict[str, Any] = {
 }
 # TrialConfig's defaults, the first starting point of the product's default space (see the docstring).
 STARTING_POINT = {"lr": 0.05, "momentum": 0.9, "weight_decay": 5.0e-4, "batch_size": 128}
-ABLATION = "hyperopt+ASHA, no starting point"
+BASE, CAND, ABLATION = "random+FIFO", "hyperopt+ASHA", "hyperopt+ASHA, no starting point"  # the arms' labels
 
 
 def run(cfg: SweepConfig, *, data: Any, label: str = "") -> pd.DataFrame:
@@ -189,23 +189,22 @@ def main() -> None:
             if args.calibrate:
                 calibrate(common, data=data)
                 return
-            arms = [("random+FIFO", *BASELINE, space), ("hyperopt+ASHA", *CANDIDATE, space)]
+            arms = [(BASE, *BASELINE, space), (CAND, *CANDIDATE, space)]
             if args.ablation:
                 arms.append((ABLATION, *CANDIDATE, bare_space))
             for seed in seeds:
                 recs = {}
                 for label, search, scheduler, space_file in arms:
                     cfg = common.replace(search=search, scheduler=scheduler, seed=seed, space=str(space_file),
-                                         name=f"efficiency-{label.replace('+', '-').replace(', ', '-').replace(' ', '-')}"
-                                              f"-seed{seed}")
+                                         name=f"efficiency-{search}-{scheduler}-{space_file.stem}-seed{seed}")
                     recs[label] = records = run(cfg, data=data, label=label)
                     curve, row = summary_row(records, strategy=label, seed=seed, budget=max(1, len(records)),
                                              target=args.target)
                     curves.append(curve)
                     summaries.append(row)
-                row = seed_row(recs["random+FIFO"], recs["hyperopt+ASHA"], target=args.target)
+                row = seed_row(recs[BASE], recs[CAND], target=args.target)
                 if args.ablation:
-                    ablation = seed_row(recs["random+FIFO"], recs[ABLATION], target=args.target)
+                    ablation = seed_row(recs[BASE], recs[ABLATION], target=args.target)
                     row.update(bare_to_target=ablation["cand_to_target"], bare_epochs=ablation["cand_epochs"],
                                bare_best=ablation["cand_best"])
                 rows.append(row)
@@ -225,34 +224,33 @@ def main() -> None:
 
 
 def report(rows: pd.DataFrame, *, target: float) -> None:
-    base, cand = "random+FIFO", "hyperopt+ASHA"
     print("per seed:")
     print(rows.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     base_med, cand_med = median_to_target(list(rows["base_to_target"])), median_to_target(list(rows["cand_to_target"]))
     ratio = base_med / cand_med if cand_med > 0 else math.nan
     n = len(rows)
     print(f"trial-epochs to val_acc >= {target} (median over n={n} seeds, misses count as never): "
-          f"{base} {base_med:g} (reached {int(rows['base_to_target'].notna().sum())}/{n}), "
-          f"{cand} {cand_med:g} (reached {int(rows['cand_to_target'].notna().sum())}/{n})")
+          f"{BASE} {base_med:g} (reached {int(rows['base_to_target'].notna().sum())}/{n}), "
+          f"{CAND} {cand_med:g} (reached {int(rows['cand_to_target'].notna().sum())}/{n})")
     if math.isnan(cand_med):
-        print(f"ratio: undefined, {cand} did not reach the target in most seeds (misses the >= {TARGET_RATIO:g}x "
-              f"target{'; neither did ' + base if math.isnan(base_med) else ''}): lower --target or train longer")
+        print(f"ratio: undefined, {CAND} did not reach the target in most seeds (misses the >= {TARGET_RATIO:g}x "
+              f"target{'; neither did ' + BASE if math.isnan(base_med) else ''}): lower --target or train longer")
     elif math.isnan(base_med):
-        print(f"ratio: > {rows['base_epochs'].median() / cand_med:.1f}x ({base} did not reach the target in most "
-              f"seeds within its whole budget, {cand} did)")
+        print(f"ratio: > {rows['base_epochs'].median() / cand_med:.1f}x ({BASE} did not reach the target in most "
+              f"seeds within its whole budget, {CAND} did)")
     else:
         verdict = "meets" if ratio >= TARGET_RATIO else "misses"
-        print(f"ratio {base} / {cand}: {ratio:.2f}x ({verdict} the >= {TARGET_RATIO:g}x target)")
+        print(f"ratio {BASE} / {CAND}: {ratio:.2f}x ({verdict} the >= {TARGET_RATIO:g}x target)")
     if "bare_to_target" in rows:
         bare_med = median_to_target(list(rows["bare_to_target"]))
         print(f"ablation, {ABLATION}: {bare_med:g} trial-epochs to target (reached "
-              f"{int(rows['bare_to_target'].notna().sum())}/{n}), ratio {base} / it: {base_med / bare_med:.2f}x; "
+              f"{int(rows['bare_to_target'].notna().sum())}/{n}), ratio {BASE} / it: {base_med / bare_med:.2f}x; "
               f"best {float(rows['bare_best'].median()):.4f} over its median {rows['bare_epochs'].median():g} "
               "trial-epochs")
     cand_best, base_equal = float(rows["cand_best"].median()), float(rows["base_best_equal"].median())
-    print(f"best val_acc at equal budget ({cand}'s median {rows['cand_epochs'].median():g} trial-epochs; "
-          f"median over n={n}): {cand} {cand_best:.4f}, {base} {base_equal:.4f} "
-          f"({'no worse' if cand_best >= base_equal else 'WORSE'}); {base} after its whole "
+    print(f"best val_acc at equal budget ({CAND}'s median {rows['cand_epochs'].median():g} trial-epochs; "
+          f"median over n={n}): {CAND} {cand_best:.4f}, {BASE} {base_equal:.4f} "
+          f"({'no worse' if cand_best >= base_equal else 'WORSE'}); {BASE} after its whole "
           f"{rows['base_epochs'].median():g} trial-epochs: {float(rows['base_best_all'].median()):.4f}")
 
 
