@@ -6,10 +6,11 @@
 ``train_time_s`` is the trainable's own clock around its training steps (validation, data
 shuffling, checkpointing, actor start-up, Ray start-up and scheduling all count as overhead).
 Concurrent trials add up, so on C cores the ceiling is C; ``per slot`` divides by the trials
-that ran at once. Measured with ``reuse_actors`` on and off (a fresh trial process per trial),
---repeats times each, the two arms alternating so that drift in the machine's load hits both
-alike; the median is the figure. The data is read once, before any clock starts, as
-``sweeps.cifar`` does.
+that ran at once. Measured as ``sweeps.cifar`` runs it (``reuse_actors`` on, Ray's worker
+prestart off) and with each of the two changed (a fresh trial process per trial; Ray's default of
+prestarting one idle worker per CPU at ``ray.init``), --repeats times each, the arms alternating
+so that drift in the machine's load hits all alike; the median is the figure. The data is read
+once, before any clock starts, as ``sweeps.cifar`` does.
 
 The sweep is ``python -m sweeps.cifar --smoke``'s (Hyperopt + ASHA over the smoke space, 4
 trials, 2 epochs) on --subset training images (default: all of the shared subset; the smoke
@@ -28,18 +29,26 @@ import time
 from dataclasses import dataclass
 
 from sweeps.config import SMOKE_GRACE_PERIOD, SweepConfig
-from sweeps.tuner import build_tuner, load_data, prepare
+from sweeps.tuner import LOCAL_SYSTEM_CONFIG, build_tuner, load_data, prepare
 from trainables import metrics
 import machine  # bench/machine.py: run as `python bench/<name>.py`, so bench/ is on sys.path
 from smoke_args import add_smoke_sweep_args
 
 TARGET_EFFICIENCY = 0.8
+# (reuse_actors, prestart): the product's settings (sweeps.tuner.LOCAL_SYSTEM_CONFIG turns Ray's
+# worker prestart off), then each of the two changed.
+SETTINGS = ((True, False), (True, True), (False, False))
+
+
+def label(reuse: bool, prestart: bool) -> str:
+    return f"reuse_actors={str(reuse):5} prestart={str(prestart):5}"
 QUICK_SUBSET = 300
 
 
 @dataclass(frozen=True)
 class Measurement:
     reuse_actors: bool
+    prestart: bool  # Ray's worker prestart left on (its default)
     wall_s: float  # before ray.init -> after fit returns
     init_s: float  # ray.init alone
     train_s: float  # sum of train_time_s over all reported epochs
@@ -53,11 +62,12 @@ class Measurement:
         return self.train_s / self.wall_s
 
 
-def measure(cfg: SweepConfig, *, data: object, cpus: int) -> Measurement:
+def measure(cfg: SweepConfig, *, data: object, cpus: int, prestart: bool) -> Measurement:
     import ray
 
     start = time.perf_counter()
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False)
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False,
+             _system_config={} if prestart else LOCAL_SYSTEM_CONFIG)
     init = time.perf_counter() - start
     try:
         prepared = prepare(cfg, data=data)  # joins the Ray started above
@@ -69,7 +79,7 @@ def measure(cfg: SweepConfig, *, data: object, cpus: int) -> Measurement:
     frames = [f for f in frames if f is not None and metrics.TRAIN_TIME_S in f]
     train = float(sum(f[metrics.TRAIN_TIME_S].fillna(0).sum() for f in frames))
     epoch = float(sum(f[metrics.EPOCH_TIME_S].fillna(0).sum() for f in frames if metrics.EPOCH_TIME_S in f))
-    return Measurement(reuse_actors=cfg.reuse_actors, wall_s=wall, init_s=init, train_s=train, epoch_s=epoch,
+    return Measurement(reuse_actors=cfg.reuse_actors, prestart=prestart, wall_s=wall, init_s=init, train_s=train, epoch_s=epoch,
                        epochs=int(sum(len(f) for f in frames)), trials=len(grid),
                        concurrency=prepared.cfg.max_concurrent)
 
@@ -94,19 +104,19 @@ def main() -> None:
               f"{base.max_epochs} epochs, {len(data.train_labels)} training images (train+val), {args.cpus} CPUs, "
               f"1 CPU per trial" + (" [--quick: numbers meaningless]" if args.quick else ""))
         repeats = 1 if args.quick else args.repeats
-        results = [measure(base.replace(reuse_actors=reuse, name=f"overhead-reuse-{reuse}-{i}"), data=data,
-                           cpus=args.cpus)
-                   for i in range(repeats) for reuse in (True, False)]
+        results = [measure(base.replace(reuse_actors=reuse, name=f"overhead-reuse-{reuse}-prestart-{prestart}-{i}"),
+                           data=data, cpus=args.cpus, prestart=prestart)
+                   for i in range(repeats) for reuse, prestart in SETTINGS]
     for m in results:
-        print(f"reuse_actors={str(m.reuse_actors):5}  n = {m.trials} trials, {m.epochs} trial-epochs  "
+        print(f"{label(m.reuse_actors, m.prestart)}  n = {m.trials} trials, {m.epochs} trial-epochs  "
               f"train {m.train_s:6.1f} s / wall {m.wall_s:6.1f} s = efficiency {m.efficiency:.2f} "
               f"(per slot {m.efficiency / max(1, m.concurrency):.2f}, {m.concurrency} at once); "
               f"ray.init {m.init_s:.1f} s, epochs incl. validation {m.epoch_s:.1f} trial-seconds")
-    for reuse in (True, False):
-        arm = [m for m in results if m.reuse_actors == reuse]
+    for reuse, prestart in SETTINGS:
+        arm = [m for m in results if (m.reuse_actors, m.prestart) == (reuse, prestart)]
         median = statistics.median(m.efficiency for m in arm)
         verdict = "meets" if median >= TARGET_EFFICIENCY else "misses"
-        print(f"reuse_actors={reuse}: median efficiency {median:.2f} over n = {len(arm)} sweeps "
+        print(f"{label(reuse, prestart)}: median efficiency {median:.2f} over n = {len(arm)} sweeps "
               f"(range {min(m.efficiency for m in arm):.2f}-{max(m.efficiency for m in arm):.2f}); {verdict} the "
               f">= {TARGET_EFFICIENCY} target. Wall time not in training steps: ray.init, validation, trial "
               "start-up, checkpointing and Tune's bookkeeping")

@@ -23,6 +23,14 @@ from sweeps.trial import cifar_trial
 from trainables import metrics
 from trainables.data import CifarArrays, default_data_dir, load_cifar10, stratified_split
 
+# For the Ray a sweep starts itself. Ray prestarts one idle worker per CPU at ray.init, for tasks;
+# Tune never uses them: it creates every trial's actor with a runtime_env (env_vars, set in
+# ray/tune/execution/class_cache.py), and an idle worker takes only work whose runtime_env matches.
+# So the raylet starts the trials' processes anyway, while the prestarted ones compete with them
+# for CPU. Without the prestart a smoke sweep's wall time fell ~1 s (bench/orchestration_overhead.py).
+LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False, "enable_worker_prestart": False}
+
+
 @dataclass(frozen=True)
 class PreparedSweep:
     cfg: SweepConfig  # with the experiment name resolved
@@ -88,7 +96,7 @@ def connect(cfg: SweepConfig) -> bool:
             # address="local": always a fresh local Ray on the CPUs this process may use. Without it
             # ray.init joins whatever cluster /tmp/ray/ray_current_cluster names (one another process
             # started with `ray start` or ray.cluster_utils), and then rejects num_cpus.
-            ray.init(address="local", num_cpus=len(os.sched_getaffinity(0)))
+            ray.init(address="local", num_cpus=len(os.sched_getaffinity(0)), _system_config=LOCAL_SYSTEM_CONFIG)
         else:
             ray.init(address=cfg.address)
     except ConnectionError as exc:
