@@ -35,6 +35,7 @@ import machine  # bench/machine.py: run as `python bench/<name>.py`, so bench/ i
 from smoke_args import add_smoke_sweep_args
 
 TARGET_EFFICIENCY = 0.8
+QUICK_SUBSET = 300
 # (reuse_actors, prestart): the product's settings (sweeps.tuner.LOCAL_SYSTEM_CONFIG turns Ray's
 # worker prestart off), then each of the two changed.
 SETTINGS = ((True, False), (True, True), (False, False))
@@ -42,7 +43,6 @@ SETTINGS = ((True, False), (True, True), (False, False))
 
 def label(reuse: bool, prestart: bool) -> str:
     return f"reuse_actors={str(reuse):5} prestart={str(prestart):5}"
-QUICK_SUBSET = 300
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ def measure(cfg: SweepConfig, *, data: object, cpus: int, prestart: bool) -> Mea
     frames = [f for f in frames if f is not None and metrics.TRAIN_TIME_S in f]
     train = float(sum(f[metrics.TRAIN_TIME_S].fillna(0).sum() for f in frames))
     epoch = float(sum(f[metrics.EPOCH_TIME_S].fillna(0).sum() for f in frames if metrics.EPOCH_TIME_S in f))
-    return Measurement(reuse_actors=cfg.reuse_actors, prestart=prestart, wall_s=wall, init_s=init, train_s=train, epoch_s=epoch,
-                       epochs=int(sum(len(f) for f in frames)), trials=len(grid),
+    return Measurement(reuse_actors=cfg.reuse_actors, prestart=prestart, wall_s=wall, init_s=init, train_s=train,
+                       epoch_s=epoch, epochs=int(sum(len(f) for f in frames)), trials=len(grid),
                        concurrency=prepared.cfg.max_concurrent)
 
 

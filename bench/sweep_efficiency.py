@@ -40,8 +40,8 @@ first version of this benchmark used 0.50 and random search's first trials met i
 instead what a top-decile configuration of this space reaches: the 90th percentile of the best
 val_acc of random configurations trained for --max-epochs, measured with ``--calibrate 40`` on a
 seed (1000) that the comparison never uses, rounded down to 0.01, and fixed in DEFAULT_TARGETS
-before the comparison ran. About one random configuration in eight to ten reaches it, by construction; the question is
-how much less Hyperopt+ASHA spends to find one.
+before the comparison ran. About one random configuration in eight to ten reaches it, by
+construction; the question is how much less Hyperopt+ASHA spends to find one.
 
 Cost: about 1.3 s of wall time per trial-epoch on a 2-core machine, two trials at a time. At 27
 epochs, the calibration is 40 x 27 = 1,080 trial-epochs (~25 minutes) and a seed is Hyperopt+ASHA's
@@ -251,7 +251,7 @@ def main() -> None:
                     cfg = common.replace(search=search, scheduler=scheduler, seed=seed, space=str(space_file),
                                          name=f"efficiency-{search}-{scheduler}-{space_file.stem}-seed{seed}")
                     stop = None
-                    if label == BASE and not (args.full_baseline or args.target is None):
+                    if label == BASE and not args.full_baseline:
                         stop = ReachedAndSpent(max(len(r) for r in recs.values()), target=args.target)
                     recs[label] = records = run(cfg, data=data, label=label, stop=stop)
                     curve, row = summary_row(records, strategy=label, seed=seed, budget=max(1, len(records)),

@@ -12,7 +12,7 @@ IDLE_WORKERS_PROBE = r"""
 import json, os, sys, time
 import ray
 from sweeps.config import SweepConfig
-from sweeps.tuner import LOCAL_SYSTEM_CONFIG, connect
+from sweeps.tuner import connect
 if sys.argv[1] == "ray-default":
     ray.init(address="local", num_cpus=2)
 else:
