@@ -12,6 +12,15 @@ prestarting one idle worker per CPU at ``ray.init``), --repeats times each, the 
 so that drift in the machine's load hits all alike; the median is the figure. The data is read
 once, before any clock starts, as ``sweeps.cifar`` does.
 
+Where the rest goes. Each sweep's slot-seconds (wall time x trials at once) are split into:
+training steps; validation and the epoch's bookkeeping (epoch_time_s - train_time_s); set-up inside
+the trial before its first epoch (its first report's time_this_iter_s - epoch_time_s: model,
+optimizer, data; in a fresh trial process the optimizer's first use also imports torch._dynamo);
+the start before the first trial runs (ray.init, Tune's set-up, the trial process's start and
+imports; Tune's on_trial_start fires once the trial's actor is up), counted for every slot; and
+the rest (slots idle while ASHA has nothing to run, the start of later trial processes when actors
+are not reused, checkpoints, scheduling).
+
 The sweep is ``python -m sweeps.cifar --smoke``'s (Hyperopt + ASHA over the smoke space, 4
 trials, 2 epochs) on --subset training images (default: all of the shared subset; the smoke
 default of 1000 images makes epochs so short that Ray's fixed start-up dominates).
@@ -27,10 +36,13 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sweeps.config import SMOKE_GRACE_PERIOD, SweepConfig
 from sweeps.tuner import LOCAL_SYSTEM_CONFIG, build_tuner, load_data, prepare
 from trainables import metrics
+from ray import tune
+
 import machine  # bench/machine.py: run as `python bench/<name>.py`, so bench/ is on sys.path
 from smoke_args import add_smoke_sweep_args
 
@@ -56,10 +68,39 @@ class Measurement:
     epochs: int  # trial-epochs reported
     trials: int
     concurrency: int
+    first_start_s: float  # before ray.init -> the first trial's actor is up
+    setup_s: float  # summed over trials: set-up inside the trial before its first epoch
 
     @property
     def efficiency(self) -> float:
         return self.train_s / self.wall_s
+
+    def slot_seconds(self) -> dict[str, float]:
+        """The sweep's capacity (wall x trials at once) split by what it went to; sums to the capacity."""
+        parts = {"training": self.train_s, "validation": self.epoch_s - self.train_s,
+                 "trial set-up": self.setup_s, "start-up": self.concurrency * self.first_start_s}
+        return {**parts, "rest": self.concurrency * self.wall_s - sum(parts.values())}
+
+
+class Timeline(tune.Callback):
+    """When the first trial's actor came up, and each trial's set-up before its first epoch.
+
+    Tune calls ``on_trial_start`` once the trial's actor exists (started, or reused). A function
+    trainable's first ``time_this_iter_s`` runs from the start of the function to its first report.
+    """
+
+    def __init__(self, clock_start: float) -> None:
+        self.clock_start = clock_start
+        self.first_start: float | None = None
+        self.trial_setup: dict[str, float] = {}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self.first_start is None:
+            self.first_start = time.perf_counter() - self.clock_start
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if trial.trial_id not in self.trial_setup and metrics.EPOCH_TIME_S in result:
+            self.trial_setup[trial.trial_id] = max(0.0, result["time_this_iter_s"] - result[metrics.EPOCH_TIME_S])
 
 
 def measure(cfg: SweepConfig, *, data: object, cpus: int, prestart: bool) -> Measurement:
@@ -69,9 +110,10 @@ def measure(cfg: SweepConfig, *, data: object, cpus: int, prestart: bool) -> Mea
     ray.init(address="local", num_cpus=cpus, include_dashboard=False,
              _system_config={} if prestart else LOCAL_SYSTEM_CONFIG)
     init = time.perf_counter() - start
+    timeline = Timeline(start)
     try:
         prepared = prepare(cfg, data=data)  # joins the Ray started above
-        grid = build_tuner(prepared).fit()
+        grid = build_tuner(prepared, callbacks=[timeline]).fit()
         wall = time.perf_counter() - start
     finally:
         ray.shutdown()
@@ -81,7 +123,9 @@ def measure(cfg: SweepConfig, *, data: object, cpus: int, prestart: bool) -> Mea
     epoch = float(sum(f[metrics.EPOCH_TIME_S].fillna(0).sum() for f in frames if metrics.EPOCH_TIME_S in f))
     return Measurement(reuse_actors=cfg.reuse_actors, prestart=prestart, wall_s=wall, init_s=init, train_s=train,
                        epoch_s=epoch, epochs=int(sum(len(f) for f in frames)), trials=len(grid),
-                       concurrency=prepared.cfg.max_concurrent)
+                       concurrency=prepared.cfg.max_concurrent,
+                       first_start_s=timeline.first_start if timeline.first_start is not None else wall,
+                       setup_s=float(sum(timeline.trial_setup.values())))
 
 
 def parse_args() -> argparse.Namespace:
@@ -111,7 +155,10 @@ def main() -> None:
         print(f"{label(m.reuse_actors, m.prestart)}  n = {m.trials} trials, {m.epochs} trial-epochs  "
               f"train {m.train_s:6.1f} s / wall {m.wall_s:6.1f} s = efficiency {m.efficiency:.2f} "
               f"(per slot {m.efficiency / max(1, m.concurrency):.2f}, {m.concurrency} at once); "
-              f"ray.init {m.init_s:.1f} s, epochs incl. validation {m.epoch_s:.1f} trial-seconds")
+              f"ray.init {m.init_s:.1f} s, first trial up at {m.first_start_s:.1f} s")
+        parts = m.slot_seconds()
+        print(f"    slot-seconds {m.concurrency * m.wall_s:.1f} = "
+              + " + ".join(f"{name} {value:.1f}" for name, value in parts.items()))
     for reuse, prestart in SETTINGS:
         arm = [m for m in results if (m.reuse_actors, m.prestart) == (reuse, prestart)]
         median = statistics.median(m.efficiency for m in arm)
@@ -120,6 +167,12 @@ def main() -> None:
               f"(range {min(m.efficiency for m in arm):.2f}-{max(m.efficiency for m in arm):.2f}); {verdict} the "
               f">= {TARGET_EFFICIENCY} target. Wall time not in training steps: ray.init, validation, trial "
               "start-up, checkpointing and Tune's bookkeeping")
+        shares = {name: statistics.median(m.slot_seconds()[name] / (m.concurrency * m.wall_s) for m in arm)
+                  for name in arm[0].slot_seconds()}
+        print("    median share of slot-seconds: " + ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
+              + f"; ray.init {statistics.median(m.init_s for m in arm):.1f} s, first trial up at "
+              f"{statistics.median(m.first_start_s for m in arm):.1f} s, set-up inside trials "
+              f"{statistics.median(m.setup_s for m in arm):.1f} trial-seconds (medians)")
     print(f"load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
