@@ -52,6 +52,7 @@ sweep is 144 trial-epochs per seed.
     python bench/sweep_efficiency.py                  # the full run, 27 epochs
     python bench/sweep_efficiency.py --max-epochs 9 --full-baseline  # the short regime
     python bench/sweep_efficiency.py --ablation       # plus Hyperopt+ASHA without the starting point
+    python bench/sweep_efficiency.py --starting-point-alone  # the starting point per seed, no search
     python bench/sweep_efficiency.py --quick          # a sanity run: numbers meaningless
 """
 from __future__ import annotations
@@ -74,6 +75,8 @@ from sweeps.compare import EpochRecorder, TrialEpochBudget, summary_row
 from sweeps.config import SweepConfig
 from sweeps.tuner import connect, execute, load_data, prepare
 from trainables import metrics
+from trainables.cifar import train_trial
+from trainables.reporting import MemoryReporter
 import machine  # bench/machine.py: run as `python bench/<name>.py`, so bench/ is on sys.path
 
 BASELINE = ("random", "fifo")
@@ -162,6 +165,29 @@ def calibrate(common: SweepConfig, *, data: Any) -> None:
               f"{len(top & kept)}/{len(top)} are in the top third at epoch {rung} (what ASHA keeps at a rung)")
 
 
+def starting_point_alone(seeds: list[int], *, epochs: int, target: float, data: Any) -> None:
+    """The starting point trained on its own (the trainable, no Ray) on each seed.
+
+    Every trial of a sweep shares its seed (initialisation, validation split, data order), so this
+    is exactly the trial both sweeps' Hyperopt+ASHA starts from. How far its best val_acc moves from
+    seed to seed, against how far apart the calibration's quantiles are, says how much of reaching
+    an absolute target is the seed rather than the configuration.
+    """
+    config = {**{k: v for k, v in SPACE.items() if not isinstance(v, dict)}, **STARTING_POINT, "epochs": epochs}
+    bests = []
+    for seed in seeds:
+        reporter = MemoryReporter()
+        train_trial({**config, "seed": seed}, data=data, reporter=reporter, device="cpu", num_threads=1)
+        accs = [float(h[metrics.VAL_ACC]) for h in reporter.history]
+        first = next((i + 1 for i, acc in enumerate(accs) if acc >= target), None)
+        bests.append(max(accs))
+        print(f"  seed {seed}: best val_acc {max(accs):.4f}, first >= {target} at "
+              + (f"epoch {first}" if first else "no epoch"), flush=True)
+    print(f"starting point alone, {epochs} epochs, n={len(seeds)} seeds: best val_acc {min(bests):.4f}-"
+          f"{max(bests):.4f} (spread {max(bests) - min(bests):.4f}); reaches {target} in "
+          f"{sum(b >= target for b in bests)}/{len(seeds)} seeds")
+
+
 def median_to_target(values: list[float]) -> float:
     """Median trial-epochs to target, a miss counting as infinite compute (NaN once half miss)."""
     median = float(np.median([v if math.isfinite(v) else math.inf for v in values]))
@@ -198,6 +224,9 @@ def parse_args() -> argparse.Namespace:
                    f"on seed {CALIBRATION_SEED} (disjoint from the measured seeds) and print the quantiles of their "
                    "best val_acc, from which the default --target is taken")
     p.add_argument("--ablation", action="store_true", help="also run Hyperopt+ASHA without the starting point")
+    p.add_argument("--starting-point-alone", action="store_true", help="instead of the comparison: train the "
+                   f"starting point on its own (no Ray) on each of --seeds and on seed {CALIBRATION_SEED}, and print "
+                   "its best val_acc and the first epoch at --target: how much the seed alone moves one configuration")
     p.add_argument("--full-baseline", action="store_true", help=f"run {BASE} to the end of every sweep, for its "
                    "whole-sweep compute and best; by default it stops once it has reached the target and spent as "
                    "many trial-epochs as the candidates, when neither compared figure can change any more")
@@ -231,9 +260,13 @@ def main() -> None:
         data = load_data(common.replace(seed=0))  # the same images for every sweep
         print(f"machine: {machine.describe()}")
         runs = (f"1 calibration sweep, seed {CALIBRATION_SEED}" if args.calibrate else
+                f"the starting point alone, seeds {seeds} and {CALIBRATION_SEED}" if args.starting_point_alone else
                 f"{len(seeds)} seeds {seeds}; target val_acc {args.target}")
         print(f"n: {trials} trials x up to {epochs} epochs per sweep, {runs}, {len(data.train_labels)} training "
               "images (train+val)" + (" [--quick: numbers meaningless]" if args.quick else ""), flush=True)
+        if args.starting_point_alone:
+            starting_point_alone([*seeds, CALIBRATION_SEED], epochs=epochs, target=args.target, data=data)
+            return
         owns_ray = connect(common)
         rows, curves, summaries = [], [], []
         try:
