@@ -38,11 +38,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ray import tune
+
 from sweeps.config import SMOKE_GRACE_PERIOD, SweepConfig
 from sweeps.tuner import LOCAL_SYSTEM_CONFIG, build_tuner, load_data, prepare
 from trainables import metrics
-from ray import tune
-
 import machine  # bench/machine.py: run as `python bench/<name>.py`, so bench/ is on sys.path
 from smoke_args import add_smoke_sweep_args
 

@@ -169,7 +169,7 @@ def starting_point_alone(seeds: list[int], *, epochs: int, target: float, data: 
     """The starting point trained on its own (the trainable, no Ray) on each seed.
 
     Every trial of a sweep shares its seed (initialisation, validation split, data order), so this
-    is exactly the trial both sweeps' Hyperopt+ASHA starts from. How far its best val_acc moves from
+    is exactly the first trial of Hyperopt+ASHA's sweep on that seed. How far its best val_acc moves from
     seed to seed, against how far apart the calibration's quantiles are, says how much of reaching
     an absolute target is the seed rather than the configuration.
     """
