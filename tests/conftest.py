@@ -17,3 +17,32 @@ def cifar_dir() -> Path:
     if not (path / "data_batch_1").exists():
         pytest.fail(f"The CIFAR-10 subset is missing at {path}; set CIFAR10_DIR to a cifar-10-batches-py folder.")
     return path
+
+
+# What the product writes into its working directory by default (README): the local MLflow store
+# (and, for any local sqlite store, MLflow's artifact root ./mlruns beside the working directory),
+# Ray results and reports. Tests must write these under tmp_path, never into the checkout, where
+# they would mix with a developer's own sweeps.
+PRODUCT_OUTPUTS = ("mlflow.db", "mlruns", "mlartifacts", "ray_results", "runs", "reports")
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    for name in PRODUCT_OUTPUTS:
+        top = root / name
+        files = [top] if top.is_file() else [f for f in top.rglob("*") if f.is_file()] if top.is_dir() else []
+        for f in files:
+            stat = f.stat()
+            out[str(f.relative_to(root))] = (stat.st_size, stat.st_mtime_ns)
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_left_as_found():
+    """Fails the session if any test wrote the product's outputs into the checkout."""
+    before = _snapshot(REPO_ROOT)
+    yield
+    after = _snapshot(REPO_ROOT)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, (f"tests wrote {len(changed)} file(s) into the checkout {REPO_ROOT}, e.g. {changed[:5]}: "
+                         "run the code under test in tmp_path (monkeypatch.chdir, or cwd= for a subprocess)")

@@ -32,10 +32,13 @@ def sweep(tmp_path_factory, cifar_dir):
                       storage_path=str(root / "ray_results"), name=SWEEP, evaluate_best=False, verbose=0,
                       max_concurrent=2)
     ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        run_sweep(cfg, callbacks=[for_sweep(cfg, TrackingConfig(tracking_uri=uri, experiment=EXPERIMENT))])
-    finally:
-        ray.shutdown()
+    # In root: a local sqlite store puts its artifacts in ./mlruns of the working directory.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        try:
+            run_sweep(cfg, callbacks=[for_sweep(cfg, TrackingConfig(tracking_uri=uri, experiment=EXPERIMENT))])
+        finally:
+            ray.shutdown()
     return root / "ray_results" / SWEEP, uri
 
 

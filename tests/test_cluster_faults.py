@@ -136,10 +136,12 @@ def cli(*args: str) -> list[str]:
 
 
 def cli_env() -> dict[str, str]:
-    return {**os.environ, "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"}
+    # The drivers run in tmp_path (cwd=), where a local sqlite store puts its artifacts (./mlruns).
+    return {**os.environ, "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)}
 
 
-def test_node_loss_mid_sweep_loses_nothing(tmp_path: Path, cifar_dir: Path) -> None:
+def test_node_loss_mid_sweep_loses_nothing(tmp_path: Path, cifar_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a local sqlite store puts its artifacts in ./mlruns of the working directory
     # Removing a node takes a moment; the epochs left after epoch 2 must outlast it, or the trial
     # would already be done when its node goes.
     max_epochs = 8
@@ -204,7 +206,7 @@ def test_driver_killed_and_resumed_redoes_and_loses_nothing(tmp_path: Path, cifa
     first = subprocess.Popen(cli("--space", str(write_space(tmp_path / "s.yaml", "{loguniform: [0.02, 0.2]}")),
                                  "--num-samples", str(num_trials), "--max-epochs", str(max_epochs),
                                  "--max-concurrent", "1", "--subset", "300", *common),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(), cwd=tmp_path,
                              start_new_session=True)
     started = time.monotonic()
     try:
@@ -227,7 +229,8 @@ def test_driver_killed_and_resumed_redoes_and_loses_nothing(tmp_path: Path, cifa
     print(f"KILL driver-loss: SIGKILL to the driver {t_kill:.1f}s into the sweep; finished {sorted(finished)}, "
           f"interrupted {interrupted}")
     # The MLflow runs of the killed driver are left open; the resume must close them.
-    resumed = subprocess.run(cli("--resume", *common), capture_output=True, text=True, env=cli_env(), timeout=400)
+    resumed = subprocess.run(cli("--resume", *common), capture_output=True, text=True, env=cli_env(), cwd=tmp_path,
+                             timeout=400)
     assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
     print(f"  resumed to completion in {time.monotonic() - started - t_kill:.1f}s")
 
@@ -266,7 +269,7 @@ def test_killed_trial_process_retries_from_checkpoint_and_divergence_is_not_retr
                                  "--subset", "600", "--max-failures", "2", "--no-reuse-actors",
                                  "--storage-path", str(storage), "--name", name, "--data-dir", str(cifar_dir),
                                  "--mlflow-tracking-uri", uri),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(), cwd=tmp_path,
                              start_new_session=True)
     started = time.monotonic()
     try:

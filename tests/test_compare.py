@@ -100,7 +100,8 @@ def _ray_results(storage: Path, experiment_glob: str) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_tiny_comparison_end_to_end(ray_2cpu, cifar_dir, tmp_path):
+def test_tiny_comparison_end_to_end(ray_2cpu, cifar_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a local sqlite store puts its artifacts in ./mlruns of the working directory
     budget = 4
     cfg = CompareConfig(
         strategies=("random", "random+asha"), seeds=(0,), budget=budget, target=0.1, output_dir=str(tmp_path / "cmp"),

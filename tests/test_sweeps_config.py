@@ -10,6 +10,12 @@ from sweeps.cifar import EXIT_BAD_INPUT, EXIT_OK, main, parse_args
 from sweeps.config import SMOKE_MAX_EPOCHS, SMOKE_NUM_SAMPLES, SMOKE_SUBSET, SweepConfig
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    """The CLI creates its default MLflow store, ./mlflow.db, before it checks the data: not in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 def test_defaults_are_a_valid_hyperopt_asha_sweep():
     cfg = parse_args([])
     assert (cfg.search, cfg.scheduler, cfg.subset) == ("hyperopt", "asha", 0)
