@@ -27,13 +27,13 @@ PRODUCT_OUTPUTS = ("mlflow.db", "mlruns", "mlartifacts", "ray_results", "runs", 
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file (size, mtime) and folder (MLflow leaves empty artifact folders) of the outputs."""
     out = {}
     for name in PRODUCT_OUTPUTS:
         top = root / name
-        files = [top] if top.is_file() else [f for f in top.rglob("*") if f.is_file()] if top.is_dir() else []
-        for f in files:
-            stat = f.stat()
-            out[str(f.relative_to(root))] = (stat.st_size, stat.st_mtime_ns)
+        for path in [top, *top.rglob("*")] if top.is_dir() else [top] if top.exists() else []:
+            stat = path.stat()
+            out[str(path.relative_to(root))] = (0, 0) if path.is_dir() else (stat.st_size, stat.st_mtime_ns)
     return out
 
 

@@ -198,7 +198,8 @@ def test_writer_never_blocks_the_sweep_when_the_server_is_down() -> None:
     assert (unlogged.epochs, unlogged.trials) == (500, 1)
 
 
-def test_log_comparison_attaches_tables_and_plot(tmp_path) -> None:
+def test_log_comparison_attaches_tables_and_plot(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a local sqlite store puts its artifacts in ./mlruns of the working directory
     out = tmp_path / "compare"
     out.mkdir()
     (out / "anytime.csv").write_text("strategy,seed,trial_epochs,trial_seconds,best_val_acc\nrandom,0,1,2.0,0.1\n")
