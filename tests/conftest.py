@@ -44,5 +44,5 @@ def checkout_left_as_found():
     yield
     after = _snapshot(REPO_ROOT)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    assert not changed, (f"tests wrote {len(changed)} file(s) into the checkout {REPO_ROOT}, e.g. {changed[:5]}: "
+    assert not changed, (f"tests wrote {len(changed)} path(s) into the checkout {REPO_ROOT}, e.g. {changed[:5]}: "
                          "run the code under test in tmp_path (monkeypatch.chdir, or cwd= for a subprocess)")

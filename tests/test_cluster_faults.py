@@ -140,7 +140,8 @@ def cli_env() -> dict[str, str]:
     return {**os.environ, "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)}
 
 
-def test_node_loss_mid_sweep_loses_nothing(tmp_path: Path, cifar_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_node_loss_mid_sweep_loses_nothing(tmp_path: Path, cifar_dir: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # a local sqlite store puts its artifacts in ./mlruns of the working directory
     # Removing a node takes a moment; the epochs left after epoch 2 must outlast it, or the trial
     # would already be done when its node goes.
@@ -206,8 +207,8 @@ def test_driver_killed_and_resumed_redoes_and_loses_nothing(tmp_path: Path, cifa
     first = subprocess.Popen(cli("--space", str(write_space(tmp_path / "s.yaml", "{loguniform: [0.02, 0.2]}")),
                                  "--num-samples", str(num_trials), "--max-epochs", str(max_epochs),
                                  "--max-concurrent", "1", "--subset", "300", *common),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(), cwd=tmp_path,
-                             start_new_session=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(),
+                             cwd=tmp_path, start_new_session=True)
     started = time.monotonic()
     try:
         def one_done_one_running() -> dict[str, list[dict[str, Any]]] | None:
@@ -269,8 +270,8 @@ def test_killed_trial_process_retries_from_checkpoint_and_divergence_is_not_retr
                                  "--subset", "600", "--max-failures", "2", "--no-reuse-actors",
                                  "--storage-path", str(storage), "--name", name, "--data-dir", str(cifar_dir),
                                  "--mlflow-tracking-uri", uri),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(), cwd=tmp_path,
-                             start_new_session=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(),
+                             cwd=tmp_path, start_new_session=True)
     started = time.monotonic()
     try:
         trial, row = wait_until(lambda: mid_trial(experiment, max_epochs=max_epochs), timeout_s=300,
