@@ -167,8 +167,8 @@ def main() -> None:
               f"(range {min(m.efficiency for m in arm):.2f}-{max(m.efficiency for m in arm):.2f}); {verdict} the "
               f">= {TARGET_EFFICIENCY} target. Wall time not in training steps: ray.init, validation, trial "
               "start-up, checkpointing and Tune's bookkeeping")
-        shares = {name: statistics.median(m.slot_seconds()[name] / (m.concurrency * m.wall_s) for m in arm)
-                  for name in arm[0].slot_seconds()}
+        fractions = [{name: v / (m.concurrency * m.wall_s) for name, v in m.slot_seconds().items()} for m in arm]
+        shares = {name: statistics.median(f[name] for f in fractions) for name in fractions[0]}
         print("    median share of slot-seconds: " + ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
               + f"; ray.init {statistics.median(m.init_s for m in arm):.1f} s, first trial up at "
               f"{statistics.median(m.first_start_s for m in arm):.1f} s, set-up inside trials "

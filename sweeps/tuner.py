@@ -27,7 +27,8 @@ from trainables.data import CifarArrays, default_data_dir, load_cifar10, stratif
 # Tune never uses them: it creates every trial's actor with a runtime_env (env_vars, set in
 # ray/tune/execution/class_cache.py), and an idle worker takes only work whose runtime_env matches.
 # So the raylet starts the trials' processes anyway, while the prestarted ones compete with them
-# for CPU. Without the prestart a smoke sweep's wall time fell ~1 s (bench/orchestration_overhead.py).
+# for CPU. What that costs a smoke sweep is within run-to-run noise: median efficiency 0.74 without
+# the prestart against 0.685 with it, over two n=5 runs (bench/orchestration_overhead.py, BENCHMARKS.md).
 LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False, "enable_worker_prestart": False}
 
 
