@@ -9,8 +9,8 @@ unmeasured sweep, and the data is read once; arms alternate (off, on, off, on, .
 in the machine's load hits both alike. The store is MLflow's default kind, a fresh sqlite file
 per sweep (created by the start-up check, outside the clock), or --mlflow-tracking-uri (a server).
 
-The sweep is ``python -m sweeps.cifar --smoke``'s (Hyperopt + ASHA over the smoke space, 4
-trials, 2 epochs) on --subset training images.
+The sweep is ``python -m sweeps.cifar --smoke``'s by default (Hyperopt + ASHA over the smoke space,
+8 trials of up to 4 epochs, 5,000 training images); --num-samples, --max-epochs and --subset change it.
 
     python bench/mlflow_overhead.py --repeats 3      # n = 3 sweeps per arm
     python bench/mlflow_overhead.py --quick          # a sanity run, numbers meaningless
@@ -51,7 +51,7 @@ def sweep_wall_s(cfg: SweepConfig, *, data: object, tracking: TrackingConfig | N
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_smoke_sweep_args(p, subset=1000, repeats=1, repeats_help="sweeps per arm, n")
+    add_smoke_sweep_args(p, repeats=1, repeats_help="sweeps per arm, n")
     p.add_argument("--mlflow-tracking-uri", help="a tracking server to measure against (default: a fresh sqlite "
                    "file per sweep, MLflow's default local store)")
     p.add_argument("--quick", action="store_true", help=f"{QUICK_SUBSET} images, 2 trials x 1 epoch: checks the "

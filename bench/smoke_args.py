@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from sweeps.config import SMOKE_MAX_EPOCHS, SMOKE_NUM_SAMPLES
+from sweeps.config import SMOKE_MAX_EPOCHS, SMOKE_NUM_SAMPLES, SMOKE_SUBSET
 
 
 def positive_int(text: str) -> int:
@@ -14,9 +14,10 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_smoke_sweep_args(p: argparse.ArgumentParser, *, subset: int, repeats: int, repeats_help: str) -> None:
+def add_smoke_sweep_args(p: argparse.ArgumentParser, *, repeats: int, repeats_help: str) -> None:
+    """Defaults: ``python -m sweeps.cifar --smoke``'s sweep, so the plain command measures exactly that."""
     p.add_argument("--data-dir", help="CIFAR-10 folder (default: as sweeps.cifar)")
-    p.add_argument("--subset", type=int, default=subset, help="training images; 0 = all (default: %(default)s)")
+    p.add_argument("--subset", type=int, default=SMOKE_SUBSET, help="training images; 0 = all (default: %(default)s)")
     p.add_argument("--num-samples", type=positive_int, default=SMOKE_NUM_SAMPLES, help="trials (default: %(default)s)")
     p.add_argument("--max-epochs", type=positive_int, default=SMOKE_MAX_EPOCHS,
                    help="epochs per trial (default: %(default)s)")

@@ -1,8 +1,8 @@
 """``python -m sweeps.cifar``: a hyperparameter sweep of the CIFAR-10 CNN on Ray Tune.
 
 Locally by default (starts Ray on this machine's CPUs) or on a running cluster (--address).
-With no flags: Hyperopt (TPE) + ASHA over the built-in space. ``--smoke``: about two minutes
-on 2 CPU cores. ``--print-space``: show the space (with the reason for each range) and exit.
+With no flags: Hyperopt (TPE) + ASHA over the built-in space. ``--smoke``: the whole path in
+under a minute on 2 CPU cores. ``--print-space``: show the space (with the reason for each range) and exit.
 
 Exit codes: 0 success, 1 the sweep failed (every trial errored, or Ray failed), 2 bad input
 (space, flags, address, dataset), reported before any trial starts, 130 interrupted (--resume it).
@@ -31,7 +31,7 @@ SPACE_HELP = textwrap.dedent("""\
 
 EPILOG = textwrap.dedent("""\
     examples:
-      python -m sweeps.cifar --smoke                      # ~2 minutes on 2 cores
+      python -m sweeps.cifar --smoke                      # under a minute on 2 cores
       python -m sweeps.cifar --print-space                # the default space, with reasons
       python -m sweeps.cifar --search grid --scheduler fifo
       python -m sweeps.cifar --address auto --cpus-per-trial 4 --gpus-per-trial 0.25
@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-concurrent", type=int, default=d.max_concurrent, metavar="N",
                    help="trials running at once; 0 = as many as the cluster's CPUs/GPUs fit (default: %(default)s)")
     s.add_argument("--seed", type=int, default=d.seed, help="seeds the searcher and every trial (default: %(default)s)")
-    s.add_argument("--smoke", action="store_true", help=f"tiny space, {SMOKE_MAX_EPOCHS} epochs, "
-                   f"{SMOKE_NUM_SAMPLES} trials, {SMOKE_SUBSET} training images: ~2 minutes on 2 cores")
+    s.add_argument("--smoke", action="store_true", help=f"tiny space, {SMOKE_NUM_SAMPLES} trials of up to "
+                   f"{SMOKE_MAX_EPOCHS} epochs, {SMOKE_SUBSET} training images: under a minute on 2 cores")
     r = p.add_argument_group("resources and cluster")
     r.add_argument("--cpus-per-trial", type=float, default=d.cpus_per_trial, metavar="C",
                    help="CPUs reserved per trial; also its torch threads (default: %(default)s)")

@@ -60,7 +60,7 @@ STRATEGIES: dict[str, tuple[str, str]] = {
 # baseline fills the budget exactly: B = 6 x max_epochs.
 DEFAULT_BUDGET_TRIALS = 6
 DEFAULT_TARGET = 0.45  # val_acc; a small CNN reaches it in a few CPU epochs on the 5k-image subset
-SMOKE_TARGET = 0.2  # smoke trials train a few steps on 1000 images: twice chance (0.1) is a fair bar
+SMOKE_TARGET = 0.2  # smoke trials train a few epochs of a 5k-parameter CNN: twice chance (0.1) is a fair bar
 SMOKE_BUDGET_TRIALS = 2  # the smoke grid's 2 points
 PLOT_FILE = "anytime.png"
 CONFIG_FILE = "compare_config.json"
@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="compare_results", help="output folder (default: %(default)s)")
     p.add_argument("--smoke", action="store_true",
                    help=f"tiny run: smoke spaces, {SMOKE_MAX_EPOCHS} epochs, {SMOKE_SUBSET} images, one seed")
-    p.add_argument("--max-epochs", type=int, help="epochs per trial at most (default: 12; smoke 2)")
+    p.add_argument("--max-epochs", type=int, help=f"epochs per trial at most (default: 12; smoke {SMOKE_MAX_EPOCHS})")
     p.add_argument("--grace-period", type=int, help="epochs before ASHA may stop a trial (default: 1)")
     p.add_argument("--reduction-factor", type=int, default=3, help="ASHA/Hyperband reduction (default: 3)")
     p.add_argument("--space", help="space file for the random and hyperopt strategies (default: built-in)")
@@ -317,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default: 0)")
     p.add_argument("--address", help="Ray cluster address; default: start Ray locally")
     p.add_argument("--data-dir", help="CIFAR-10 folder (default: as sweeps.cifar)")
-    p.add_argument("--subset", type=int, help="stratified subsample of training images; 0 = all (smoke 1000)")
+    p.add_argument("--subset", type=int,
+                   help=f"stratified subsample of training images; 0 = all (smoke {SMOKE_SUBSET})")
     p.add_argument("--storage-path", help="Ray results folder or URI (default: <output-dir>/ray_results)")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=0, help="Ray Tune output (default: 0)")
     add_tracking_args(p)

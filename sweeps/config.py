@@ -17,10 +17,16 @@ from typing import Any, Mapping
 SEARCHES = ("hyperopt", "random", "grid")
 SCHEDULERS = ("asha", "hyperband", "fifo")
 
-# --smoke: a whole sweep in about two minutes on 2 CPU cores (tiny space, 2 epochs, 1000 images).
-SMOKE_NUM_SAMPLES = 4
-SMOKE_MAX_EPOCHS = 2
-SMOKE_SUBSET = 1000
+# --smoke: a whole sweep in about half a minute on 2 CPU cores, inside the two minutes a smoke run
+# may take (tiny space, 8 trials of up to 4 epochs, 5000 images). Sized so that the smoke exercises
+# what a real sweep does: after Hyperopt's 3 start-up trials (the starting point included) TPE
+# proposes the other 5, ASHA's rung at epoch 3 keeps some trials and stops others, and the best trial
+# learns well above chance. The earlier 4 trials x 2 epochs x 1000 images (~20 s) left TPE one trial,
+# validated on 100 images, and spent close to half of its slot-seconds in Ray's ~5 s start-up
+# (BENCHMARKS.md, orchestration overhead).
+SMOKE_NUM_SAMPLES = 8
+SMOKE_MAX_EPOCHS = 4
+SMOKE_SUBSET = 5000
 SMOKE_GRACE_PERIOD = 1
 
 DEFAULT_NUM_SAMPLES = 24  # hyperopt/random trials; a grid runs each point num_samples times (default 1)
@@ -76,7 +82,7 @@ class SweepConfig:
     reduction_factor: int = 3  # ASHA/Hyperband keep 1/reduction_factor of trials per rung
     max_concurrent: int = 0  # trials running at once; 0 = as many as the cluster's CPUs fit
     seed: int = 0  # seeds the searcher and every trial's weights/split/shuffling
-    smoke: bool = False  # tiny space, few epochs and trials, data subset: ~2 minutes on 2 cores
+    smoke: bool = False  # tiny space, few epochs and trials, data subset: under a minute on 2 cores
     # Resources per trial.
     cpus_per_trial: float = 1.0  # CPUs reserved per trial (= its torch threads, at least 1)
     gpus_per_trial: float = 0.0  # GPUs per trial, fractional allowed (0.25 = four trials per GPU)
@@ -115,7 +121,7 @@ class SweepConfig:
                   "Use a fraction below 1 (e.g. 0.25) or a whole number of GPUs.")
         if self.subset and self.subset < 100:
             _fail("subset", self.subset, "must be 0 (all images) or at least 100",
-                  "A stratified split needs some images per class; pass --subset 1000 for smoke runs.")
+                  "A stratified split needs some images per class; pass --subset 1000 for a quick run.")
         if self.space is not None and not Path(self.space).is_file():
             _fail("space", self.space, "must be an existing YAML/JSON file", "Check the path passed to --space.")
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):

@@ -537,7 +537,7 @@ def default_space() -> Space:
 
 
 def _smoke_model() -> tuple[Dim, ...]:
-    reason = "smoke: smallest sensible model so the sweep finishes in ~2 minutes on 2 cores"
+    reason = "smoke: smallest sensible model so the sweep finishes in under a minute on 2 cores"
     return (Dim("num_blocks", "const", (2,), reason), Dim("convs_per_block", "const", (1,), reason),
             Dim("filters", "const", (16,), reason), Dim("head_layers", "const", (0,), reason))
 

@@ -27,8 +27,9 @@ from trainables.data import CifarArrays, default_data_dir, load_cifar10, stratif
 # Tune never uses them: it creates every trial's actor with a runtime_env (env_vars, set in
 # ray/tune/execution/class_cache.py), and an idle worker takes only work whose runtime_env matches.
 # So the raylet starts the trials' processes anyway, while the prestarted ones compete with them
-# for CPU. What that costs a smoke sweep is within run-to-run noise: median efficiency 0.74 without
-# the prestart against 0.685 with it, over two n=5 runs (bench/orchestration_overhead.py, BENCHMARKS.md).
+# for CPU. What that costs a smoke sweep is about as large as run-to-run noise: median efficiency 1.31
+# without the prestart against 1.23 with it (8 trials, n=5), and 0.74 against 0.685 for the earlier
+# 4-trial smoke (n=10) (bench/orchestration_overhead.py, BENCHMARKS.md).
 LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False, "enable_worker_prestart": False}
 
 
