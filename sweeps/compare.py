@@ -109,6 +109,11 @@ class CompareConfig:
             _fail("grid_space", self.grid_space, "must be an existing YAML/JSON file", "Check --grid-space.")
         if self.sweep.resume:
             _fail("resume", True, "is not supported by sweeps.compare", "Rerun the comparison without --resume.")
+        for name in self.strategies:  # each strategy's own rules (e.g. Hyperband's --max-concurrent), before any runs
+            try:
+                self.sweep_config(name, seed=self.seeds[0])
+            except ValueError as exc:
+                raise ValueError(f"Strategy {name} (--strategies): {exc}") from exc
 
     @property
     def trial_epoch_budget(self) -> int:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from sweeps.brackets import hyperband_live_trials
+
 SEARCHES = ("hyperopt", "random", "grid")
 SCHEDULERS = ("asha", "hyperband", "fifo")
 
@@ -80,7 +82,9 @@ class SweepConfig:
     max_epochs: int = DEFAULT_MAX_EPOCHS  # epochs per trial at most (the scheduler's max_t)
     grace_period: int = 1  # epochs every trial runs before ASHA may stop it
     reduction_factor: int = 3  # ASHA/Hyperband keep 1/reduction_factor of trials per rung
-    max_concurrent: int = 0  # trials running at once; 0 = as many as the cluster's CPUs fit
+    # Trials running at once; 0 = as many as the cluster's CPUs fit. With hyperband: trials live at once
+    # (running, or paused at a rung without resources), at least its largest bracket (sweeps.brackets).
+    max_concurrent: int = 0
     seed: int = 0  # seeds the searcher and every trial's weights/split/shuffling
     smoke: bool = False  # tiny space, few epochs and trials, data subset: under a minute on 2 cores
     # Resources per trial.
@@ -111,6 +115,15 @@ class SweepConfig:
         for name in ("max_concurrent", "seed", "subset", "max_failures", "verbose"):
             _check_int(name, getattr(self, name), low=0)
         _check_int("reduction_factor", self.reduction_factor, low=2)
+        live = hyperband_live_trials(self.max_epochs, self.reduction_factor) if self.scheduler == "hyperband" else 0
+        if 0 < self.max_concurrent < live:
+            _fail("max_concurrent", self.max_concurrent,
+                  f"must be 0 or >= {live} with --scheduler hyperband: its largest bracket (max_epochs "
+                  f"{self.max_epochs}, reduction_factor {self.reduction_factor}) holds {live} trials, paused at "
+                  "each rung until all of them get there, and with fewer trials live its brackets never fill and "
+                  "it stops few or no trials",
+                  f"Pass --max-concurrent 0 (as many run as the resources fit; paused trials hold none) or >= {live}, "
+                  "or use --scheduler asha.")
         if self.grace_period > self.max_epochs:
             _fail("grace_period", self.grace_period, f"must be <= max_epochs ({self.max_epochs})",
                   "Lower --grace-period or raise --max-epochs.")

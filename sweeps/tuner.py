@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 import ray
 from ray import tune
 
+from sweeps.brackets import hyperband_bracket_sizes, hyperband_live_trials
 from sweeps.config import CONFIG_FILE, SweepConfig, SweepInputError, check_address, is_uri
 from sweeps.space import Space, grid_size, resolve_space, sampled_keys, to_ray_param_space
 from sweeps.strategies import hyperopt_startup_trials, make_scheduler, make_search
@@ -132,22 +133,25 @@ def auto_concurrency(cfg: SweepConfig, total: Mapping[str, float]) -> int:
 
 
 def describe_plan(cfg: SweepConfig, *, space: Space | None, data: CifarArrays, total: Mapping[str, float],
-                  max_concurrent: int) -> str:
+                  running: int) -> str:
     points = len(space.points) if space is not None and cfg.search == "hyperopt" else 0
     trials = cfg.num_samples * (grid_size(space) if space is not None else 1)
     early = {"asha": f"ASHA (grace {cfg.grace_period} epochs, reduction {cfg.reduction_factor})",
-             "hyperband": f"Hyperband (reduction {cfg.reduction_factor}; pauses and resumes trials)",
+             "hyperband": f"Hyperband (reduction {cfg.reduction_factor}; brackets of "
+                          f"{', '.join(map(str, hyperband_bracket_sizes(cfg.max_epochs, cfg.reduction_factor)))} trials, "
+                          f"paused at each rung and resumed from checkpoints)",
              "fifo": "none (FIFO: every trial runs all epochs)"}[cfg.scheduler]
     return "\n".join([
         f"{'Resuming' if cfg.resume else 'Starting'} sweep `{cfg.name}`",
-        f"  search:    {cfg.search} (seed {cfg.seed}{f', {points} starting points' if points else ''}"
+        f"  search:    {cfg.search} (seed {cfg.seed}{f', {points} starting point' + 's' * (points > 1) if points else ''}"
         f"{f', TPE after {hyperopt_startup_trials(cfg.num_samples)} trials' if cfg.search == 'hyperopt' else ''}), "
         f"early stopping: {early}",
         f"  budget:    {trials} trials x at most {cfg.max_epochs} epochs = at most {trials * cfg.max_epochs} "
         f"trial-epochs (objective {metrics.OBJECTIVE}, {metrics.OBJECTIVE_MODE})",
         f"  resources: {cfg.cpus_per_trial:g} CPU ({cfg.threads_per_trial} torch threads) + {cfg.gpus_per_trial:g} GPU "
-        f"per trial; cluster {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs; up to {max_concurrent} "
-        f"trials at once",
+        f"per trial; cluster {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs; up to {running} "
+        f"trials at once" + (f" ({cfg.max_concurrent} live, paused ones included)"
+                              if cfg.scheduler == "hyperband" and cfg.max_concurrent > running else ""),
         f"  data:      {len(data.train_labels)} training images (train+val), {len(data.test_labels)} test images "
         f"(test used only for the best checkpoint)",
         f"  storage:   {cfg.experiment_path} (keep {cfg.keep_checkpoints} checkpoints/trial by "
@@ -195,9 +199,12 @@ def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None) -> PreparedSwe
         if owns_ray:
             ray.shutdown()
         raise
-    limit = cfg.max_concurrent or auto_concurrency(cfg, total)
-    cfg = cfg.replace(max_concurrent=limit)
-    plan = describe_plan(cfg, space=space, data=data, total=total, max_concurrent=limit)
+    slots = auto_concurrency(cfg, total)
+    # Hyperband's paused trials count against the searcher's limit but hold no resources, so the limit
+    # must let its largest bracket fill (sweeps.brackets); Ray's resources still cap what runs at once.
+    live = hyperband_live_trials(cfg.max_epochs, cfg.reduction_factor) if cfg.scheduler == "hyperband" else 0
+    cfg = cfg.replace(max_concurrent=cfg.max_concurrent or max(slots, live))
+    plan = describe_plan(cfg, space=space, data=data, total=total, running=min(cfg.max_concurrent, slots))
     return PreparedSweep(cfg=cfg, space=space, keys=keys, data=data, owns_ray=owns_ray, plan=plan,
                          expected_trials=expected)
 

@@ -108,6 +108,25 @@ def test_random_hyperband_loads_data_once_in_the_driver(ray_session, cifar_dir, 
     assert outcome.ok and outcome.summary.num_errored == 0 and (table["epochs"] <= 2).all()
 
 
+def test_hyperband_on_two_cpus_pauses_resumes_and_stops_trials(ray_session, data, tmp_path):
+    # 4 epochs, factor 3: brackets of 2 trials (straight to epoch 4) and 3 trials (rung at epoch 1).
+    # Two CPUs run 2 trials at once, but the second bracket fills only with 3 live, so
+    # --max-concurrent 0 must let a third trial start while two wait paused at the rung. With the
+    # searcher limited to 2, every trial landed in the first bracket and ran all 4 epochs.
+    outcome = run_sweep(_cfg(tmp_path, search="random", scheduler="hyperband", num_samples=5, max_epochs=4,
+                             max_concurrent=0, evaluate_best=False), data=data)
+    table = _check_outputs(outcome, trials=5)
+    assert outcome.ok and outcome.summary.num_errored == 0
+    assert outcome.cfg.max_concurrent == 3  # live trials: the largest bracket, above the 2 CPUs' 2
+    frames = [outcome.grid[i].metrics_dataframe for i in range(len(outcome.grid))]
+    resumed = [f for f in frames if (f["iterations_since_restore"] == 1).sum() > 1]  # restarted from a checkpoint
+    assert resumed, "no trial was paused at a rung and resumed"
+    # Resumed from its checkpoint, not restarted: its epochs go on from where it paused.
+    assert all(list(f[metrics.EPOCH]) == list(range(1, len(f) + 1)) for f in resumed)
+    assert (table["epochs"] < 4).sum() >= 1  # the bracket at epoch 1 stopped its worse trials
+    assert outcome.summary.trial_epochs < 5 * 4
+
+
 def test_forced_state_snapshots_do_not_flood_the_output(ray_session, data, tmp_path, monkeypatch, caplog):
     # keep_checkpoints=1: every epoch's checkpoint forces a Tune state snapshot, the case in which
     # Tune warns each time; epochs of ~a second put several within its 5 s window.

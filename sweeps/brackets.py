@@ -1,0 +1,36 @@
+"""Hyperband's brackets as Ray's ``HyperBandScheduler`` builds them, and what they need to run.
+
+Synchronous Hyperband pauses each trial of a bracket at the bracket's rung until every trial of
+that bracket has reached it, then keeps the best 1/reduction_factor. Ray's scheduler (hyperband.py)
+assigns a new trial to the current bracket while fewer than the bracket's size of its trials are
+*live* (running or paused), and counts a finished trial out. So a sweep that keeps fewer trials live
+than a bracket holds never fills it: with at most as many live as the first bracket holds, every
+trial lands in that first bracket, whose only rung is max_t, and Hyperband stops nothing
+(ray-project/ray#12536). The searcher's concurrency limit counts paused trials as live, so it must
+allow the largest bracket; paused trials hold no CPU or GPU, so Ray's resources still bound how many
+run at once.
+
+Pure functions (no Ray import): ``SweepConfig`` checks --max-concurrent against them before Ray
+starts.
+"""
+from __future__ import annotations
+
+import math
+
+
+def hyperband_bracket_sizes(max_epochs: int, reduction_factor: int) -> tuple[int, ...]:
+    """Trials per bracket, in the order Ray fills them (its first bracket runs every trial to max_t).
+
+    Ray's formula (``HyperBandScheduler.__init__``): s_max + 1 = round(log(max_t) / log(eta)) + 1
+    brackets; bracket s holds ceil((s_max + 1) / (s + 1) * eta**s) trials, which start with
+    int(max_t * eta**-s) epochs; brackets whose start would be 0 epochs are not made. Re-derived
+    here because Ray keeps it in private lambdas; tests check the two agree.
+    """
+    s_max_1 = int(round(math.log(max_epochs) / math.log(reduction_factor))) + 1
+    return tuple(math.ceil(s_max_1 / (s + 1) * reduction_factor ** s) for s in range(s_max_1)
+                 if int(max_epochs * reduction_factor ** (-s)) > 0)
+
+
+def hyperband_live_trials(max_epochs: int, reduction_factor: int) -> int:
+    """Trials that must be live at once (running or paused at a rung) for every bracket to fill."""
+    return max(hyperband_bracket_sizes(max_epochs, reduction_factor))
