@@ -1,17 +1,16 @@
-"""Hyperband's brackets as Ray's ``HyperBandScheduler`` builds them, and what they need to run.
+"""Hyperband's brackets as Ray's ``HyperBandScheduler`` builds them (shown in a sweep's plan).
 
 Synchronous Hyperband pauses each trial of a bracket at the bracket's rung until every trial of
 that bracket has reached it, then keeps the best 1/reduction_factor. Ray's scheduler (hyperband.py)
-assigns a new trial to the current bracket while fewer than the bracket's size of its trials are
-*live* (running or paused), and counts a finished trial out. So a sweep that keeps fewer trials live
-than a bracket holds never fills it: with at most as many live as the first bracket holds, every
-trial lands in that first bracket, whose only rung is max_t, and Hyperband stops nothing
-(ray-project/ray#12536). The searcher's concurrency limit counts paused trials as live, so it must
-allow the largest bracket; paused trials hold no CPU or GPU, so Ray's resources still bound how many
-run at once.
+assigns each new trial to the current bracket while fewer than the bracket's size of its trials are
+*live* (running or paused), and counts a finished trial out. A searcher concurrency limit counts
+paused trials as live, so under one the brackets never fill: with 2 live on 2 CPUs every trial
+landed in the first bracket, whose only rung is max_t, and Hyperband stopped nothing
+(ray-project/ray#12536). So a Hyperband sweep gets no concurrency limit: Tune creates the trials
+ahead, they fill the brackets in order, and Ray's resources (paused trials hold none) decide how
+many run at once. ``SweepConfig`` rejects --max-concurrent with hyperband for the same reason.
 
-Pure functions (no Ray import): ``SweepConfig`` checks --max-concurrent against them before Ray
-starts.
+Pure functions (no Ray import).
 """
 from __future__ import annotations
 
@@ -29,8 +28,3 @@ def hyperband_bracket_sizes(max_epochs: int, reduction_factor: int) -> tuple[int
     s_max_1 = int(round(math.log(max_epochs) / math.log(reduction_factor))) + 1
     return tuple(math.ceil(s_max_1 / (s + 1) * reduction_factor ** s) for s in range(s_max_1)
                  if int(max_epochs * reduction_factor ** (-s)) > 0)
-
-
-def hyperband_live_trials(max_epochs: int, reduction_factor: int) -> int:
-    """Trials that must be live at once (running or paused at a rung) for every bracket to fill."""
-    return max(hyperband_bracket_sizes(max_epochs, reduction_factor))

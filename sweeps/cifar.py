@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reduction-factor", type=int, default=d.reduction_factor, metavar="R",
                    help="ASHA/Hyperband keep 1/R of trials at each rung (default: %(default)s)")
     s.add_argument("--max-concurrent", type=int, default=d.max_concurrent, metavar="N",
-                   help="trials running at once; 0 = as many as the cluster's CPUs/GPUs fit; with hyperband: "
-                   "trials live at once, paused ones included, at least its largest bracket (default: %(default)s)")
+                   help="trials running at once; 0 = as many as the cluster's CPUs/GPUs fit; hyperband takes only 0 "
+                   "(default: %(default)s)")
     s.add_argument("--seed", type=int, default=d.seed, help="seeds the searcher and every trial (default: %(default)s)")
     s.add_argument("--smoke", action="store_true", help=f"tiny space, {SMOKE_NUM_SAMPLES} trials of up to "
                    f"{SMOKE_MAX_EPOCHS} epochs, {SMOKE_SUBSET} training images: under a minute on 2 cores")

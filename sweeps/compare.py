@@ -109,11 +109,6 @@ class CompareConfig:
             _fail("grid_space", self.grid_space, "must be an existing YAML/JSON file", "Check --grid-space.")
         if self.sweep.resume:
             _fail("resume", True, "is not supported by sweeps.compare", "Rerun the comparison without --resume.")
-        for name in self.strategies:  # each strategy's own rules (e.g. Hyperband's --max-concurrent), before any runs
-            try:
-                self.sweep_config(name, seed=self.seeds[0])
-            except ValueError as exc:
-                raise ValueError(f"Strategy {name} (--strategies): {exc}") from exc
 
     @property
     def trial_epoch_budget(self) -> int:
@@ -125,6 +120,9 @@ class CompareConfig:
         search, scheduler = STRATEGIES[strategy]
         return self.sweep.replace(
             search=search, scheduler=scheduler, seed=seed,
+            # Hyperband runs without a concurrency limit, or its brackets never fill (sweeps/brackets.py);
+            # the budget is in trial-epochs, so this leaves the comparison equal.
+            max_concurrent=0 if scheduler == "hyperband" else self.sweep.max_concurrent,
             num_samples=1 if search == "grid" else self.trial_epoch_budget,
             space=self.grid_space if search == "grid" else self.sweep.space,
             name=f"compare-{strategy.replace('+', '-')}-seed{seed}",
@@ -317,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reduction-factor", type=int, default=3, help="ASHA/Hyperband reduction (default: 3)")
     p.add_argument("--space", help="space file for the random and hyperopt strategies (default: built-in)")
     p.add_argument("--grid-space", help="space file for grid search (default: the built-in grid)")
-    p.add_argument("--max-concurrent", type=int, default=0, help="trials at once; 0 = one per CPU (default)")
+    p.add_argument("--max-concurrent", type=int, default=0, help="trials at once; 0 = one per CPU (default); "
+                   "hyperopt+hyperband runs without a limit, which would keep its brackets from filling")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default: 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default: 0)")
     p.add_argument("--address", help="Ray cluster address; default: start Ray locally")

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from sweeps.brackets import hyperband_live_trials
-
 SEARCHES = ("hyperopt", "random", "grid")
 SCHEDULERS = ("asha", "hyperband", "fifo")
 
@@ -82,8 +80,8 @@ class SweepConfig:
     max_epochs: int = DEFAULT_MAX_EPOCHS  # epochs per trial at most (the scheduler's max_t)
     grace_period: int = 1  # epochs every trial runs before ASHA may stop it
     reduction_factor: int = 3  # ASHA/Hyperband keep 1/reduction_factor of trials per rung
-    # Trials running at once; 0 = as many as the cluster's CPUs fit. With hyperband: trials live at once
-    # (running, or paused at a rung without resources), at least its largest bracket (sweeps.brackets).
+    # Trials running at once; 0 = as many as the cluster's CPUs fit. Hyperband takes only 0: a limit would
+    # count its paused trials and keep its brackets from filling (sweeps.brackets).
     max_concurrent: int = 0
     seed: int = 0  # seeds the searcher and every trial's weights/split/shuffling
     smoke: bool = False  # tiny space, few epochs and trials, data subset: under a minute on 2 cores
@@ -115,15 +113,13 @@ class SweepConfig:
         for name in ("max_concurrent", "seed", "subset", "max_failures", "verbose"):
             _check_int(name, getattr(self, name), low=0)
         _check_int("reduction_factor", self.reduction_factor, low=2)
-        live = hyperband_live_trials(self.max_epochs, self.reduction_factor) if self.scheduler == "hyperband" else 0
-        if 0 < self.max_concurrent < live:
+        if self.scheduler == "hyperband" and self.max_concurrent:
             _fail("max_concurrent", self.max_concurrent,
-                  f"must be 0 or >= {live} with --scheduler hyperband: its largest bracket (max_epochs "
-                  f"{self.max_epochs}, reduction_factor {self.reduction_factor}) holds {live} trials, paused at "
-                  "each rung until all of them get there, and with fewer trials live its brackets never fill and "
-                  "it stops few or no trials",
-                  f"Pass --max-concurrent 0 (as many run as the resources fit; paused trials hold none) or >= {live}, "
-                  "or use --scheduler asha.")
+                  "must be 0 with --scheduler hyperband: Hyperband pauses a bracket's trials at each rung until "
+                  "all of them get there, a limit counts the paused ones as running, and under it the brackets "
+                  "never fill and Hyperband stops few or no trials (sweeps/brackets.py)",
+                  "Pass --max-concurrent 0 (as many trials run as --cpus-per-trial/--gpus-per-trial fit; paused "
+                  "ones hold no resources), or use --scheduler asha.")
         if self.grace_period > self.max_epochs:
             _fail("grace_period", self.grace_period, f"must be <= max_epochs ({self.max_epochs})",
                   "Lower --grace-period or raise --max-epochs.")

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 import ray
 from ray import tune
 
-from sweeps.brackets import hyperband_bracket_sizes, hyperband_live_trials
+from sweeps.brackets import hyperband_bracket_sizes
 from sweeps.config import CONFIG_FILE, SweepConfig, SweepInputError, check_address, is_uri
 from sweeps.space import Space, grid_size, resolve_space, sampled_keys, to_ray_param_space
 from sweeps.strategies import hyperopt_startup_trials, make_scheduler, make_search
@@ -150,8 +150,7 @@ def describe_plan(cfg: SweepConfig, *, space: Space | None, data: CifarArrays, t
         f"trial-epochs (objective {metrics.OBJECTIVE}, {metrics.OBJECTIVE_MODE})",
         f"  resources: {cfg.cpus_per_trial:g} CPU ({cfg.threads_per_trial} torch threads) + {cfg.gpus_per_trial:g} GPU "
         f"per trial; cluster {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs; up to {running} "
-        f"trials at once" + (f" ({cfg.max_concurrent} live, paused ones included)"
-                              if cfg.scheduler == "hyperband" and cfg.max_concurrent > running else ""),
+        f"trials at once" + (", more waiting paused at a rung" if cfg.scheduler == "hyperband" else ""),
         f"  data:      {len(data.train_labels)} training images (train+val), {len(data.test_labels)} test images "
         f"(test used only for the best checkpoint)",
         f"  storage:   {cfg.experiment_path} (keep {cfg.keep_checkpoints} checkpoints/trial by "
@@ -200,11 +199,11 @@ def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None) -> PreparedSwe
             ray.shutdown()
         raise
     slots = auto_concurrency(cfg, total)
-    # Hyperband's paused trials count against the searcher's limit but hold no resources, so the limit
-    # must let its largest bracket fill (sweeps.brackets); Ray's resources still cap what runs at once.
-    live = hyperband_live_trials(cfg.max_epochs, cfg.reduction_factor) if cfg.scheduler == "hyperband" else 0
-    cfg = cfg.replace(max_concurrent=cfg.max_concurrent or max(slots, live))
-    plan = describe_plan(cfg, space=space, data=data, total=total, running=min(cfg.max_concurrent, slots))
+    # Hyperband runs without a searcher limit (0): its paused trials would count against one and its
+    # brackets would never fill (sweeps.brackets); Ray's resources cap what runs at once.
+    if cfg.scheduler != "hyperband":
+        cfg = cfg.replace(max_concurrent=cfg.max_concurrent or slots)
+    plan = describe_plan(cfg, space=space, data=data, total=total, running=min(cfg.max_concurrent or slots, slots))
     return PreparedSweep(cfg=cfg, space=space, keys=keys, data=data, owns_ray=owns_ray, plan=plan,
                          expected_trials=expected)
 

@@ -47,6 +47,13 @@ def test_sweep_config_per_strategy():
     assert CompareConfig(sweep=SweepConfig(max_epochs=5)).trial_epoch_budget == compare.DEFAULT_BUDGET_TRIALS * 5
 
 
+def test_a_concurrency_limit_applies_to_every_strategy_but_hyperband():
+    # Hyperband's paused trials would count against the limit and its brackets would never fill.
+    cfg = CompareConfig(sweep=SweepConfig(max_epochs=4, max_concurrent=2))
+    assert cfg.sweep_config("hyperopt+hyperband", seed=0).max_concurrent == 0
+    assert {cfg.sweep_config(s, seed=0).max_concurrent for s in compare.STRATEGIES if "hyperband" not in s} == {2}
+
+
 def test_parse_args_smoke_defaults():
     cfg, tracking = compare.parse_args(["--smoke", "--strategies", "random", "grid", "--no-mlflow"])
     assert cfg.seeds == (0,) and cfg.strategies == ("random", "grid")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from ray.tune.schedulers import HyperBandScheduler
 
-from sweeps.brackets import hyperband_bracket_sizes, hyperband_live_trials
+from sweeps.brackets import hyperband_bracket_sizes
 
 
 @pytest.mark.parametrize("max_epochs, reduction_factor, sizes", [
@@ -18,7 +18,6 @@ from sweeps.brackets import hyperband_bracket_sizes, hyperband_live_trials
 ])
 def test_known_bracket_sizes(max_epochs, reduction_factor, sizes):
     assert hyperband_bracket_sizes(max_epochs, reduction_factor) == sizes
-    assert hyperband_live_trials(max_epochs, reduction_factor) == max(sizes)
 
 
 def test_sizes_match_rays_scheduler():
