@@ -21,6 +21,7 @@ from sweeps.space import Space, grid_size, resolve_space, sampled_keys, to_ray_p
 from sweeps.strategies import hyperopt_startup_trials, make_scheduler, make_search
 from sweeps.summary import SweepSummary, format_summary, read_text, summarize, write_summary, write_text
 from sweeps.trial import cifar_trial
+from sweeps.trial_ends import TrialEnds
 from trainables import metrics
 from trainables.data import CifarArrays, default_data_dir, load_cifar10, stratified_split
 
@@ -55,13 +56,6 @@ class SweepOutcome:
     @property
     def ok(self) -> bool:
         return not self.summary.failed and not self.interrupted
-
-
-def unfinished_trials(grid: Any) -> int:
-    """Trials neither terminated nor errored. Tune's fit() returns normally after a SIGINT, and
-    the ResultGrid's public API does not expose trial status, so this reads its trial list."""
-    trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or []
-    return sum(t.status not in ("TERMINATED", "ERROR") for t in trials)
 
 
 def trial_dirname(trial: Any) -> str:
@@ -170,6 +164,10 @@ def _resumed_config(cfg: SweepConfig) -> tuple[SweepConfig, list[str], int]:
                               "this folder was not written by sweeps.cifar.") from exc
     keep = ("address", "data_dir", "download", "verbose", "storage_path", "name", "resume", "evaluate_best")
     merged = {**saved["sweep"], **{k: getattr(cfg, k) for k in keep}, "space": None}
+    if merged.get("scheduler") == "hyperband":
+        # Saved before Hyperband took only max_concurrent 0 (sweeps/brackets.py): still resumable. The
+        # restored searcher keeps the limit it was saved with.
+        merged["max_concurrent"] = 0
     return SweepConfig.from_dict(merged), list(saved["sampled_keys"]), int(saved.get("expected_trials", 0))
 
 
@@ -285,7 +283,8 @@ def execute(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop: Any
     # slow-snapshot warning (slow remote storage) stays on. A user's own setting wins.
     os.environ.setdefault(_EXCESSIVE_SNAPSHOT_WARNING_ENV, "0")
     try:
-        tuner = build_tuner(prepared, callbacks=callbacks, stop=stop)
+        ends = TrialEnds()
+        tuner = build_tuner(prepared, callbacks=[*callbacks, ends], stop=stop)
         if not cfg.resume:
             _save_config(prepared)
         grid = tuner.fit()
@@ -295,7 +294,7 @@ def execute(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop: Any
                             experiment_path=grid.experiment_path)
         write_summary(summary)
         return SweepOutcome(grid=grid, summary=summary, cfg=cfg,
-                            interrupted=len(grid) < prepared.expected_trials or unfinished_trials(grid) > 0)
+                            interrupted=len(grid) < prepared.expected_trials or ends.cut_off() > 0)
     finally:
         if prepared.owns_ray:
             ray.shutdown()

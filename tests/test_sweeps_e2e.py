@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -12,9 +14,9 @@ import ray
 from ray import tune
 
 import sweeps.tuner
-from sweeps.config import SweepConfig
+from sweeps.config import CONFIG_FILE, SweepConfig
 from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV
-from sweeps.tuner import run_sweep, subsample
+from sweeps.tuner import prepare, run_sweep, subsample
 from trainables import metrics
 from trainables.data import load_cifar10
 
@@ -126,6 +128,38 @@ def test_hyperband_on_two_cpus_pauses_resumes_and_stops_trials(ray_session, data
     # Resumed from its checkpoint, not restarted: its epochs go on from where it paused.
     assert all(list(f[metrics.EPOCH]) == list(range(1, len(f) + 1)) for f in resumed)
     assert sorted(table["epochs"]) == [1, 1, 2, 2] + [4] * 6  # what the three brackets' rungs stop
+
+
+def test_a_hyperband_sweep_saved_with_a_concurrency_limit_still_resumes(ray_session, data, tmp_path):
+    # Sweeps started before Hyperband took only --max-concurrent 0 saved the limit in their config.
+    outcome = run_sweep(_cfg(tmp_path, search="random", scheduler="hyperband", num_samples=1, max_epochs=1,
+                             max_concurrent=0, evaluate_best=False), data=data)
+    saved = Path(outcome.cfg.experiment_path) / CONFIG_FILE
+    body = json.loads(saved.read_text())
+    body["sweep"]["max_concurrent"] = 2
+    saved.write_text(json.dumps(body))
+    prepared = prepare(SweepConfig(resume=True, name="sweep", storage_path=str(tmp_path), verbose=0), data=data)
+    assert (prepared.cfg.scheduler, prepared.cfg.max_concurrent, prepared.cfg.resume) == ("hyperband", 0, True)
+
+
+class _InterruptWhenTrialStarts(tune.Callback):
+    """Ctrl-C, as the n-th trial's actor comes up: every trial exists, the last one is live."""
+
+    def __init__(self, n: int):
+        self.n, self.started = n, 0
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.started += 1
+        if self.started == self.n:
+            os.kill(os.getpid(), signal.SIGINT)  # Tune's own handler takes it (fit runs in the main thread)
+
+
+def test_a_sweep_interrupted_in_its_last_trial_is_reported_interrupted(ray_session, data, tmp_path):
+    # Tune ends the live trial in memory as TERMINATED after saving it as RUNNING; only the saved
+    # state shows that it never finished, so --resume must be offered (exit code 130).
+    outcome = run_sweep(_cfg(tmp_path, search="random", scheduler="fifo", num_samples=2, max_concurrent=1,
+                             evaluate_best=False), data=data, callbacks=[_InterruptWhenTrialStarts(2)])
+    assert len(outcome.grid) == 2 and outcome.interrupted and not outcome.ok
 
 
 def test_forced_state_snapshots_do_not_flood_the_output(ray_session, data, tmp_path, monkeypatch, caplog):

@@ -1,0 +1,47 @@
+"""Which trials Tune ended itself, to tell a finished sweep from an interrupted one.
+
+Tune's fit() returns normally after a SIGINT. It saves its state first, with the trials then
+running still RUNNING (so --resume runs them again), and then ends every live trial in memory as
+TERMINATED (``TuneController._cleanup_trials``) without calling any callback: by status, a trial
+cut off in its first epoch looks finished. Every other way a trial ends goes through Tune's
+``stop_trial`` or its failure handling, which call ``on_trial_complete`` / ``on_trial_error``:
+finishing, a scheduler stopping it (paused ones included), the stop condition, an error. So a trial
+that never reached one of these hooks was cut off. Tune's saved state is no substitute: it can hold
+PAUSED for trials Hyperband stopped at the end of a sweep that finished.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ray import tune
+
+ENDED_STATUSES = ("TERMINATED", "ERROR")
+
+
+class TrialEnds(tune.Callback):
+    """Records every trial Tune knows and those it ended; a resumed sweep's trials that were
+    already finished count as ended (Tune brings them back TERMINATED and runs no hook for them)."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.ended: set[str] = set()
+        self._started = False
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if not self._started:  # the first step: what a resume brought back finished
+            self._started = True
+            self.ended.update(t.trial_id for t in trials if t.status in ENDED_STATUSES)
+        self.seen.update(t.trial_id for t in trials)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.seen.update(t.trial_id for t in trials)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.ended.add(trial.trial_id)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.ended.add(trial.trial_id)
+
+    def cut_off(self) -> int:
+        """Trials Tune created but did not end: interrupted, --resume runs them again."""
+        return len(self.seen - self.ended)
