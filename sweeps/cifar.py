@@ -2,7 +2,8 @@
 
 Locally by default (starts Ray on this machine's CPUs) or on a running cluster (--address).
 With no flags: Hyperopt (TPE) + ASHA over the built-in space. ``--smoke``: the whole path in
-under a minute on 2 CPU cores. ``--print-space``: show the space (with the reason for each range) and exit.
+under a minute on 2 CPU cores. ``--print-space``: show the space (with the reason for each
+range) and exit.
 
 Exit codes: 0 success, 1 the sweep failed (every trial errored, or Ray failed), 2 bad input
 (space, flags, address, dataset), reported before any trial starts, 130 interrupted (--resume it).

@@ -129,15 +129,16 @@ def auto_concurrency(cfg: SweepConfig, total: Mapping[str, float]) -> int:
 def describe_plan(cfg: SweepConfig, *, space: Space | None, data: CifarArrays, total: Mapping[str, float],
                   running: int) -> str:
     points = len(space.points) if space is not None and cfg.search == "hyperopt" else 0
+    starting = f", {points} starting point{'s' if points > 1 else ''}" if points else ""
     trials = cfg.num_samples * (grid_size(space) if space is not None else 1)
+    brackets = ", ".join(map(str, hyperband_bracket_sizes(cfg.max_epochs, cfg.reduction_factor)))
     early = {"asha": f"ASHA (grace {cfg.grace_period} epochs, reduction {cfg.reduction_factor})",
-             "hyperband": f"Hyperband (reduction {cfg.reduction_factor}; brackets of "
-                          f"{', '.join(map(str, hyperband_bracket_sizes(cfg.max_epochs, cfg.reduction_factor)))} trials, "
-                          f"paused at each rung and resumed from checkpoints)",
+             "hyperband": f"Hyperband (reduction {cfg.reduction_factor}; brackets of {brackets} trials, paused at "
+                          "each rung and resumed from checkpoints)",
              "fifo": "none (FIFO: every trial runs all epochs)"}[cfg.scheduler]
     return "\n".join([
         f"{'Resuming' if cfg.resume else 'Starting'} sweep `{cfg.name}`",
-        f"  search:    {cfg.search} (seed {cfg.seed}{f', {points} starting point' + 's' * (points > 1) if points else ''}"
+        f"  search:    {cfg.search} (seed {cfg.seed}{starting}"
         f"{f', TPE after {hyperopt_startup_trials(cfg.num_samples)} trials' if cfg.search == 'hyperopt' else ''}), "
         f"early stopping: {early}",
         f"  budget:    {trials} trials x at most {cfg.max_epochs} epochs = at most {trials * cfg.max_epochs} "
