@@ -120,7 +120,7 @@ class CompareConfig:
         search, scheduler = STRATEGIES[strategy]
         return self.sweep.replace(
             search=search, scheduler=scheduler, seed=seed,
-            # Hyperband runs without a concurrency limit, or its brackets never fill (sweeps/brackets.py);
+            # Hyperband runs without a concurrency limit, or its brackets never fill (strategies.make_scheduler);
             # the budget is in trial-epochs, so this leaves the comparison equal.
             max_concurrent=0 if scheduler == "hyperband" else self.sweep.max_concurrent,
             num_samples=1 if search == "grid" else self.trial_epoch_budget,

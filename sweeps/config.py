@@ -81,7 +81,7 @@ class SweepConfig:
     grace_period: int = 1  # epochs every trial runs before ASHA may stop it
     reduction_factor: int = 3  # ASHA/Hyperband keep 1/reduction_factor of trials per rung
     # Trials running at once; 0 = as many as the cluster's CPUs fit. Hyperband takes only 0: a limit would
-    # count its paused trials and keep its brackets from filling (sweeps.brackets).
+    # count its paused trials and keep its brackets from filling (strategies.make_scheduler).
     max_concurrent: int = 0
     seed: int = 0  # seeds the searcher and every trial's weights/split/shuffling
     smoke: bool = False  # tiny space, few epochs and trials, data subset: under a minute on 2 cores
@@ -117,7 +117,7 @@ class SweepConfig:
             _fail("max_concurrent", self.max_concurrent,
                   "must be 0 with --scheduler hyperband: Hyperband pauses a bracket's trials at each rung until "
                   "all of them get there, a limit counts the paused ones as running, and under it the brackets "
-                  "never fill and Hyperband stops few or no trials (sweeps/brackets.py)",
+                  "never fill and Hyperband stops few or no trials (ray-project/ray#12536)",
                   "Pass --max-concurrent 0 (as many trials run as --cpus-per-trial/--gpus-per-trial fit; paused "
                   "ones hold no resources), or use --scheduler asha.")
         if self.grace_period > self.max_epochs:

@@ -85,7 +85,13 @@ def make_scheduler(scheduler: str, *, max_epochs: int, grace_period: int, reduct
         return ASHAScheduler(time_attr=TIME_ATTR, max_t=max_epochs, grace_period=grace_period,
                              reduction_factor=reduction_factor)
     if scheduler == "hyperband":
-        # Hyperband has no grace period: its brackets choose their own minimum budgets.
+        # Hyperband has no grace period: its brackets choose their own minimum budgets. It pauses a
+        # bracket's trials at each rung until all of them get there, and Ray assigns a new trial to the
+        # current bracket while fewer than the bracket's size of its trials are live (running or
+        # paused). A searcher concurrency limit counts paused trials as live, so under one the brackets
+        # never fill: with 2 live on 2 CPUs every trial landed in the first bracket, whose only rung is
+        # max_t, and none was stopped (ray-project/ray#12536). So Hyperband sweeps run with no limit
+        # (sweeps.tuner.prepare, SweepConfig's rule); Ray's resources cap what runs at once.
         return HyperBandScheduler(time_attr=TIME_ATTR, max_t=max_epochs, reduction_factor=reduction_factor)
     if scheduler == "fifo":
         return FIFOScheduler()

@@ -19,22 +19,21 @@ ENDED_STATUSES = ("TERMINATED", "ERROR")
 
 
 class TrialEnds(tune.Callback):
-    """Records every trial Tune knows and those it ended; a resumed sweep's trials that were
-    already finished count as ended (Tune brings them back TERMINATED and runs no hook for them)."""
+    """Records the trials Tune ended; a resumed sweep's trials that were already finished count as
+    ended (Tune brings them back TERMINATED and runs no hook for them)."""
 
     def __init__(self) -> None:
-        self.seen: set[str] = set()
         self.ended: set[str] = set()
+        self.seen: set[str] = set()  # every trial, once the experiment ends
         self._started = False
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        if not self._started:  # the first step: what a resume brought back finished
+        if not self._started:  # the first step only: what a resume brought back finished
             self._started = True
             self.ended.update(t.trial_id for t in trials if t.status in ENDED_STATUSES)
-        self.seen.update(t.trial_id for t in trials)
 
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self.seen.update(t.trial_id for t in trials)
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.seen = {t.trial_id for t in trials}
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.ended.add(trial.trial_id)

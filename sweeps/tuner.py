@@ -15,7 +15,6 @@ from typing import Any, Iterable, Mapping
 import ray
 from ray import tune
 
-from sweeps.brackets import hyperband_bracket_sizes
 from sweeps.config import CONFIG_FILE, SweepConfig, SweepInputError, check_address, is_uri
 from sweeps.space import Space, grid_size, resolve_space, sampled_keys, to_ray_param_space
 from sweeps.strategies import hyperopt_startup_trials, make_scheduler, make_search
@@ -131,10 +130,9 @@ def describe_plan(cfg: SweepConfig, *, space: Space | None, data: CifarArrays, t
     points = len(space.points) if space is not None and cfg.search == "hyperopt" else 0
     starting = f", {points} starting point{'s' if points > 1 else ''}" if points else ""
     trials = cfg.num_samples * (grid_size(space) if space is not None else 1)
-    brackets = ", ".join(map(str, hyperband_bracket_sizes(cfg.max_epochs, cfg.reduction_factor)))
     early = {"asha": f"ASHA (grace {cfg.grace_period} epochs, reduction {cfg.reduction_factor})",
-             "hyperband": f"Hyperband (reduction {cfg.reduction_factor}; brackets of {brackets} trials, paused at "
-                          "each rung and resumed from checkpoints)",
+             "hyperband": f"Hyperband (reduction {cfg.reduction_factor}; pauses trials at each rung and resumes them "
+                          "from checkpoints)",
              "fifo": "none (FIFO: every trial runs all epochs)"}[cfg.scheduler]
     return "\n".join([
         f"{'Resuming' if cfg.resume else 'Starting'} sweep `{cfg.name}`",
@@ -166,7 +164,7 @@ def _resumed_config(cfg: SweepConfig) -> tuple[SweepConfig, list[str], int]:
     keep = ("address", "data_dir", "download", "verbose", "storage_path", "name", "resume", "evaluate_best")
     merged = {**saved["sweep"], **{k: getattr(cfg, k) for k in keep}, "space": None}
     if merged.get("scheduler") == "hyperband":
-        # Saved before Hyperband took only max_concurrent 0 (sweeps/brackets.py): still resumable. The
+        # Saved before Hyperband took only max_concurrent 0 (strategies.make_scheduler): still resumable. The
         # restored searcher keeps the limit it was saved with.
         merged["max_concurrent"] = 0
     return SweepConfig.from_dict(merged), list(saved["sampled_keys"]), int(saved.get("expected_trials", 0))
@@ -199,7 +197,7 @@ def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None) -> PreparedSwe
         raise
     slots = auto_concurrency(cfg, total)
     # Hyperband runs without a searcher limit (0): its paused trials would count against one and its
-    # brackets would never fill (sweeps.brackets); Ray's resources cap what runs at once.
+    # brackets would never fill (strategies.make_scheduler); Ray's resources cap what runs at once.
     if cfg.scheduler != "hyperband":
         cfg = cfg.replace(max_concurrent=cfg.max_concurrent or slots)
     plan = describe_plan(cfg, space=space, data=data, total=total, running=min(cfg.max_concurrent or slots, slots))
