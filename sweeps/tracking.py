@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
-from ray import tune
 
 from sweeps.redact import redact_text, redact_uri, secret_values
 from sweeps.tracking_config import ENV_TRACKING_URI, TrackingConfig, TrackingError
@@ -39,6 +38,7 @@ from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV, end_state
 from sweeps.tracking_runs import (FINISHED, KILLED, RUNNING, ROLE_COMPARISON, TAG_BEST_TRIAL, TAG_PACKAGE_VERSION,
                                   TAG_SWEEP_FOLDER, RunStore, param_values, read_results, trial_max_epochs)
 from sweeps.tracking_writer import TrackingWriter, Unlogged
+from sweeps.trial_ends import TrialEnds
 from trainables.metrics import ROLE_PARENT, TAG_ROLE, TAG_SCHEDULER, TAG_SEARCH, TAG_SWEEP_NAME
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_B
                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 _HTTP_SCHEMES = ("http", "https")
 _CHECKPOINT_ARTIFACT = "best_checkpoint"
-_TERMINATED, _ERROR = "TERMINATED", "ERROR"  # Ray's final trial statuses
+_ERROR = "ERROR"  # Ray's status of a trial that failed
 
 
 def configure_http_client() -> None:
@@ -152,7 +152,7 @@ def _local_dir(path: str | None) -> Path | None:
     return local if local.exists() else None
 
 
-class MlflowTrackingCallback(tune.Callback):
+class MlflowTrackingCallback(TrialEnds):
     """Logs a sweep to MLflow from the driver. Build it with ``for_sweep`` (None when disabled)."""
 
     def __init__(self, tracking: TrackingConfig, *, sweep_name: str, folder: str, settings: Mapping[str, Any],
@@ -173,8 +173,7 @@ class MlflowTrackingCallback(tune.Callback):
         self._store: RunStore | None = None
         self._writer: TrackingWriter | None = None
         self._ended = False
-        self._ended_trials: set[str] = set()  # trials Ray reported complete or errored to this driver
-        self._statuses: dict[str, str] = {}  # trial id -> Ray status at the last scheduling step
+        self._init_ends()
         self._previous_sigterm: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -260,43 +259,35 @@ class MlflowTrackingCallback(tune.Callback):
                                        [{k: v for k, v in result.items() if k != "config"}])
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        super().on_trial_complete(iteration, trials, trial, **info)
         self._trial_ended(trial, errored=False)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        super().on_trial_error(iteration, trials, trial, **info)
         self._trial_ended(trial, errored=True)
 
     def _trial_ended(self, trial: Any, *, errored: bool) -> None:
         if self._writer is None:
             return
-        self._ended_trials.add(trial.trial_id)
         budget = trial_max_epochs(trial.config, sweep_max_epochs=self.max_epochs)
         state = end_state(trial.last_result, max_epochs=budget or 0, errored=errored)
         self._writer.trial_ended(trial.trial_id, trial.config, state=state)
 
     # --- end ------------------------------------------------------------------------------------------
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        # After Ctrl+C, Ray's cleanup marks the trials it stops TERMINATED *before*
-        # on_experiment_end, so only the statuses as of the last scheduling step tell an
-        # interrupted trial from a finished one. A dict per step: microseconds.
-        self._statuses = {t.trial_id: t.status for t in trials}
-
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        super().on_experiment_end(trials, **info)
         if self._writer is None or self._ended:
             return
-        finished = True
+        cut_off = self.cut_off_ids()  # after Ctrl+C; see sweeps/trial_ends.py for why not by status
         for trial in trials:
-            status = self._statuses.get(trial.trial_id, trial.status)
-            if trial.trial_id in self._ended_trials:
-                continue
-            if status in (_TERMINATED, _ERROR) and not self._writer.handled(trial.trial_id):
-                self._reconcile(trial, errored=status == _ERROR)  # ended before this driver started
-                continue
-            finished = False  # interrupted: running, pending or paused when the sweep stopped
-            if self._writer.handled(trial.trial_id) or self._writer.knows(trial.trial_id):
-                self._writer.trial_ended(trial.trial_id, trial.config, state=None)
+            trial_id = trial.trial_id
+            if self.ended_before(trial_id) and not self._writer.handled(trial_id):
+                self._reconcile(trial, errored=trial.status == _ERROR)
+            elif trial_id in cut_off and (self._writer.handled(trial_id) or self._writer.knows(trial_id)):
+                self._writer.trial_ended(trial_id, trial.config, state=None)  # KILLED; a resume continues it
         parent_id = self.parent_run_id
         self._writer.call("finish the parent run",
-                          lambda store: store.set_status(parent_id, FINISHED if finished else KILLED))
+                          lambda store: store.set_status(parent_id, KILLED if cut_off else FINISHED))
         self._close()
 
     def _reconcile(self, trial: Any, *, errored: bool) -> None:

@@ -19,28 +19,42 @@ ENDED_STATUSES = ("TERMINATED", "ERROR")
 
 
 class TrialEnds(tune.Callback):
-    """Records the trials Tune ended; a resumed sweep's trials that were already finished count as
-    ended (Tune brings them back TERMINATED and runs no hook for them)."""
+    """Records the trials Tune ended in this driver, and those a resume brought back already
+    finished (Tune brings them back TERMINATED and runs no hook for them). The MLflow callback
+    extends it, so a sweep's exit code and its MLflow runs tell an interrupt the same way."""
 
     def __init__(self) -> None:
-        self.ended: set[str] = set()
-        self.seen: set[str] = set()  # every trial, once the experiment ends
+        self._init_ends()
+
+    def _init_ends(self) -> None:
+        # Underscored: callbacks are pickled into tuner.pkl, and a subclass that pickles only its
+        # public settings must leave these behind.
+        self._ended_here: set[str] = set()
+        self._ended_before: set[str] = set()
+        self._seen: set[str] = set()  # every trial, once the experiment ends
         self._started = False
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         if not self._started:  # the first step only: what a resume brought back finished
             self._started = True
-            self.ended.update(t.trial_id for t in trials if t.status in ENDED_STATUSES)
+            self._ended_before = {t.trial_id for t in trials if t.status in ENDED_STATUSES}
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.seen = {t.trial_id for t in trials}
+        self._seen = {t.trial_id for t in trials}
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.ended.add(trial.trial_id)
+        self._ended_here.add(trial.trial_id)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.ended.add(trial.trial_id)
+        self._ended_here.add(trial.trial_id)
+
+    def ended_before(self, trial_id: str) -> bool:
+        """Finished before this driver started: a resumed sweep's trial that will not run again."""
+        return trial_id in self._ended_before
+
+    def cut_off_ids(self) -> set[str]:
+        """Trials Tune created but did not end: interrupted, --resume runs them again."""
+        return self._seen - self._ended_here - self._ended_before
 
     def cut_off(self) -> int:
-        """Trials Tune created but did not end: interrupted, --resume runs them again."""
-        return len(self.seen - self.ended)
+        return len(self.cut_off_ids())

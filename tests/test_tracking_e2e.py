@@ -31,7 +31,7 @@ from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV
 from sweeps.tracking import MlflowTrackingCallback, check_tracking, for_sweep
 from sweeps.tracking_config import DEFAULT_EXPERIMENT, TrackingConfig
 from sweeps.tracking_runs import TAG_SWEEP_FOLDER
-from sweeps.tuner import run_sweep, subsample
+from sweeps.tuner import execute, prepare, run_sweep, subsample
 from trainables import metrics
 from trainables.data import load_cifar10
 
@@ -211,6 +211,16 @@ def _logged_epochs(client: MlflowClient) -> int:
     return sum(1 for r in runs if metrics.VAL_ACC in r.data.metrics)
 
 
+def _resume_like_the_cli(name: str, tmp_path: Path, data, tracking: TrackingConfig):
+    """What ``--resume --name NAME`` does after parsing: the saved config, then its MLflow callback."""
+    prepared = prepare(SweepConfig(name=name, storage_path=str(tmp_path / "ray"), resume=True, evaluate_best=False,
+                                   verbose=0), data=data)
+    callback = for_sweep(prepared.cfg, tracking)
+    outcome = execute(prepared, callbacks=[callback])
+    callback.log_summary(outcome.summary)
+    return outcome
+
+
 def test_killed_driver_resumes_into_the_same_runs_in_the_default_local_store(ray_session, data, tmp_path,
                                                                              cifar_dir, monkeypatch):
     """SIGKILL the CLI driver mid-sweep, then resume: one run per trial, none RUNNING, no step twice.
@@ -237,13 +247,41 @@ def test_killed_driver_resumes_into_the_same_runs_in_the_default_local_store(ray
     # The resume runs in this process (what `--resume` does after parsing), into the same default store.
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    cfg = SweepConfig(name="killed", storage_path=str(tmp_path / "ray"), resume=True, evaluate_best=False, verbose=0)
-    callback = for_sweep(cfg, TrackingConfig())
-    outcome = run_sweep(cfg, data=data, callbacks=[callback])
-    callback.log_summary(outcome.summary)
+    outcome = _resume_like_the_cli("killed", tmp_path, data, TrackingConfig())
     assert outcome.ok
     assert_mlflow_matches_ray(client, folder, rerun=logged_before_kill)
     assert not client.search_runs([experiment_id], "attributes.status = 'RUNNING'")
+
+
+class CtrlCAfterFirstTrial(tune.Callback):
+    """Ctrl+C (SIGINT to this process, which Tune turns into an orderly stop) once a trial ends."""
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_resume_with_tracking_logs_the_trials_that_finished_before_it(ray_session, data, tmp_path, monkeypatch):
+    """A sweep interrupted while MLflow was off, resumed with it on: the trials that finished
+    before the resume (Tune brings them back ended and runs no hook for them) get their runs from
+    Ray's result files, all epochs and an end state; the parent ends FINISHED."""
+    trials = 3
+    first = SweepConfig(smoke=True, search="random", scheduler="fifo", num_samples=trials, max_epochs=EPOCHS,
+                        subset=SUBSET, verbose=0, max_concurrent=1, storage_path=str(tmp_path / "ray"),
+                        name="late", evaluate_best=False)
+    interrupted = run_sweep(first, data=data, callbacks=[CtrlCAfterFirstTrial()])
+    assert interrupted.interrupted
+    folder = Path(interrupted.summary.experiment_path)
+    finished_before = {tid for tid, record in _ray_trials(folder).items() if len(record["epochs"]) == EPOCHS}
+    assert finished_before, "the first trial ended before the interrupt"
+
+    tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)  # a sqlite store keeps its artifacts in ./mlruns
+    outcome = _resume_like_the_cli("late", tmp_path, data, tracking)
+    assert outcome.ok and not outcome.interrupted and outcome.summary.num_trials == trials
+    client = MlflowClient(tracking.tracking_uri)
+    assert_mlflow_matches_ray(client, folder)
+    experiment_id = client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id
+    assert not client.search_runs([experiment_id], "attributes.status != 'FINISHED'")
 
 
 class StopServerAfterFirstLoggedEpoch(tune.Callback):
