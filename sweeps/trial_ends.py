@@ -35,12 +35,18 @@ class TrialEnds(tune.Callback):
         self._started = False
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        if not self._started:  # the first step only: what a resume brought back finished
-            self._started = True
-            self._ended_before = {t.trial_id for t in trials if t.status in ENDED_STATUSES}
+        self._take_restored(trials)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # No step at all: a resumed sweep whose trials had all finished (Tune runs no step when
+        # nothing is left). No trial has started, so the statuses are still the restored ones.
+        self._take_restored(trials)
         self._seen = {t.trial_id for t in trials}
+
+    def _take_restored(self, trials: list) -> None:
+        if not self._started:  # once, before any trial of this driver ran: what a resume brought back finished
+            self._started = True
+            self._ended_before = {t.trial_id for t in trials if t.status in ENDED_STATUSES}
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._ended_here.add(trial.trial_id)

@@ -263,7 +263,8 @@ class CtrlCAfterFirstTrial(tune.Callback):
 def test_resume_with_tracking_logs_the_trials_that_finished_before_it(ray_session, data, tmp_path, monkeypatch):
     """A sweep interrupted while MLflow was off, resumed with it on: the trials that finished
     before the resume (Tune brings them back ended and runs no hook for them) get their runs from
-    Ray's result files, all epochs and an end state; the parent ends FINISHED."""
+    Ray's result files, all epochs and an end state; the parent ends FINISHED. Resumed again once
+    finished, it stays finished (it was reported interrupted, exit 130, with the parent KILLED)."""
     trials = 3
     first = SweepConfig(smoke=True, search="random", scheduler="fifo", num_samples=trials, max_epochs=EPOCHS,
                         subset=SUBSET, verbose=0, max_concurrent=1, storage_path=str(tmp_path / "ray"),
@@ -281,6 +282,12 @@ def test_resume_with_tracking_logs_the_trials_that_finished_before_it(ray_sessio
     client = MlflowClient(tracking.tracking_uri)
     assert_mlflow_matches_ray(client, folder)
     experiment_id = client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id
+    assert not client.search_runs([experiment_id], "attributes.status != 'FINISHED'")
+
+    # Resuming it once more: Tune runs no step when every trial has finished; that is no interrupt.
+    again = _resume_like_the_cli("late", tmp_path, data, tracking)
+    assert again.ok and not again.interrupted and again.summary.num_trials == trials
+    assert_mlflow_matches_ray(client, folder)
     assert not client.search_runs([experiment_id], "attributes.status != 'FINISHED'")
 
 
