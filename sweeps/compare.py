@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", help="space file for the random and hyperopt strategies (default: built-in)")
     p.add_argument("--grid-space", help="space file for grid search (default: the built-in grid)")
     p.add_argument("--max-concurrent", type=int, default=0, help="trials at once; 0 = one per CPU (default); "
-                   "hyperopt+hyperband runs without a limit, which would keep its brackets from filling")
+                   "hyperopt+hyperband always runs without one (a limit keeps its brackets from filling)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default: 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default: 0)")
     p.add_argument("--address", help="Ray cluster address; default: start Ray locally")
