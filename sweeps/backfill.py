@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sweeps.config import CONFIG_FILE
+from sweeps.ray_state import ERROR, STATE_GLOB, TERMINATED, saved_trials
 from sweeps.redact import redact_uri
 from sweeps.summary import BEST_CONFIG_JSON
 from sweeps.tracking_config import TrackingConfig, TrackingError, add_tracking_args, tracking_from_args
@@ -28,8 +29,6 @@ from sweeps.tracking_runs import FINISHED, KILLED, RUNNING, RunStore, read_resul
 from trainables.metrics import END_STATE_TAG, TRIAL_ID
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
-_TERMINATED, _ERROR = "TERMINATED", "ERROR"  # Ray's final trial statuses
-_STATE_GLOB = "experiment_state-*.json"
 
 
 @dataclass(frozen=True)
@@ -57,15 +56,7 @@ class BackfillReport:
 
 def trial_statuses(folder: Path) -> dict[str, tuple[str, str]]:
     """Trial folder name -> (trial id, Ray status), from the newest experiment state file."""
-    states = sorted(folder.glob(_STATE_GLOB))
-    if not states:
-        return {}
-    data = json.loads(states[-1].read_text())
-    out = {}
-    for entry in data.get("trial_data", []):
-        trial = json.loads(entry[0]) if isinstance(entry, list) else entry
-        out[trial.get("relative_logdir", "")] = (trial["trial_id"], trial.get("status", ""))
-    return out
+    return {t.folder: (t.trial_id, t.status) for t in saved_trials(str(folder))}
 
 
 def read_trials(folder: Path) -> list[RayTrial]:
@@ -82,7 +73,7 @@ def read_trials(folder: Path) -> list[RayTrial]:
         if not trial_id:
             continue  # neither the state file nor a result names it: nothing to attach it to
         if not status:  # no state file: judge by Ray's error file and the results
-            status = _ERROR if (sub / "error.txt").exists() else _TERMINATED if results else "PENDING"
+            status = ERROR if (sub / "error.txt").exists() else TERMINATED if results else "PENDING"
         config = json.loads(params.read_text()) if params.is_file() else dict(results[-1].get("config", {}))
         trials.append(RayTrial(trial_id, config, [{k: v for k, v in r.items() if k != "config"} for r in results],
                                status))
@@ -119,10 +110,10 @@ def sync_trial(store: RunStore, parent_id: str, trial: RayTrial, *, sweep_name: 
         state = store.child_state(existing)
         store.ensure_params(state, trial.config)
     report.epochs_logged += store.log_epochs(state, trial.results)
-    if trial.status in (_TERMINATED, _ERROR):
+    if trial.status in (TERMINATED, ERROR):
         budget = trial_max_epochs(trial.config, sweep_max_epochs=sweep_max_epochs)
         ended = end_state(trial.results[-1] if trial.results else None, max_epochs=budget or 0,
-                          errored=trial.status == _ERROR)
+                          errored=trial.status == ERROR)
         done = existing is not None and existing.data.tags.get(END_STATE_TAG) == ended
         if not done or state.status != run_status(ended):
             store.finish_child(state, state_name=ended)
@@ -137,9 +128,9 @@ def backfill(folder: str | Path, *, tracking: TrackingConfig) -> BackfillReport:
     from sweeps.tracking import check_tracking, log_sweep_artifacts
 
     folder = Path(os.path.abspath(folder))
-    if not folder.is_dir() or not (any(folder.glob(_STATE_GLOB)) or (folder / CONFIG_FILE).is_file()):
+    if not folder.is_dir() or not (any(folder.glob(STATE_GLOB)) or (folder / CONFIG_FILE).is_file()):
         raise ValueError(f"The value of `folder` is {str(folder)!r}, but it must be a Ray experiment folder "
-                         f"(with {_STATE_GLOB} or {CONFIG_FILE}). Pass --storage-path/<name> of the sweep.")
+                         f"(with {STATE_GLOB} or {CONFIG_FILE}). Pass --storage-path/<name> of the sweep.")
     uri = check_tracking(tracking)
     store = RunStore.connect(uri, tracking.experiment)
     report = BackfillReport()
@@ -151,7 +142,7 @@ def backfill(folder: str | Path, *, tracking: TrackingConfig) -> BackfillReport:
     for trial in trials:
         sync_trial(store, parent_id, trial, sweep_name=folder.name, existing=children.get(trial.trial_id),
                    sweep_max_epochs=max_epochs, report=report)
-    finished = bool(trials) and all(t.status in (_TERMINATED, _ERROR) for t in trials)
+    finished = bool(trials) and all(t.status in (TERMINATED, ERROR) for t in trials)
     parent_status = FINISHED if finished else KILLED
     if store.client.get_run(parent_id).info.status != parent_status:
         store.set_status(parent_id, parent_status)

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
+from sweeps.ray_state import ERROR
 from sweeps.redact import redact_text, redact_uri, secret_values
 from sweeps.tracking_config import ENV_TRACKING_URI, TrackingConfig, TrackingError
 from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV, end_state
@@ -57,7 +58,6 @@ _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_B
                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 _HTTP_SCHEMES = ("http", "https")
 _CHECKPOINT_ARTIFACT = "best_checkpoint"
-_ERROR = "ERROR"  # Ray's status of a trial that failed
 
 
 def configure_http_client() -> None:
@@ -282,7 +282,7 @@ class MlflowTrackingCallback(TrialEnds):
         for trial in trials:
             trial_id = trial.trial_id
             if self.ended_before(trial_id) and not self._writer.handled(trial_id):
-                self._reconcile(trial, errored=trial.status == _ERROR)
+                self._reconcile(trial, errored=trial.status == ERROR)
             elif trial_id in cut_off and (self._writer.handled(trial_id) or self._writer.knows(trial_id)):
                 self._writer.trial_ended(trial_id, trial.config, state=None)  # KILLED; a resume continues it
         parent_id = self.parent_run_id

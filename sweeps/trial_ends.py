@@ -15,7 +15,9 @@ from typing import Any
 
 from ray import tune
 
-ENDED_STATUSES = ("TERMINATED", "ERROR")
+from sweeps.ray_state import ERROR, TERMINATED
+
+ENDED_STATUSES = (TERMINATED, ERROR)
 
 
 class TrialEnds(tune.Callback):

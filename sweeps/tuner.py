@@ -16,6 +16,7 @@ import ray
 from ray import tune
 
 from sweeps.config import CONFIG_FILE, SweepConfig, SweepInputError, check_address, is_uri
+from sweeps.ray_state import resume_progress, saved_trials
 from sweeps.space import Space, grid_size, resolve_space, sampled_keys, to_ray_param_space
 from sweeps.strategies import hyperopt_startup_trials, make_scheduler, make_search
 from sweeps.summary import SweepSummary, format_summary, read_text, summarize, write_summary, write_text
@@ -126,7 +127,7 @@ def auto_concurrency(cfg: SweepConfig, total: Mapping[str, float]) -> int:
 
 
 def describe_plan(cfg: SweepConfig, *, space: Space | None, data: CifarArrays, total: Mapping[str, float],
-                  running: int) -> str:
+                  running: int, progress: str = "") -> str:
     points = len(space.points) if space is not None and cfg.search == "hyperopt" else 0
     starting = f", {points} starting point{'s' if points > 1 else ''}" if points else ""
     trials = cfg.num_samples * (grid_size(space) if space is not None else 1)
@@ -136,6 +137,7 @@ def describe_plan(cfg: SweepConfig, *, space: Space | None, data: CifarArrays, t
              "fifo": "none (FIFO: every trial runs all epochs)"}[cfg.scheduler]
     return "\n".join([
         f"{'Resuming' if cfg.resume else 'Starting'} sweep `{cfg.name}`",
+        *([f"  progress:  {progress}"] if progress else []),
         f"  search:    {cfg.search} (seed {cfg.seed}{starting}"
         f"{f', TPE after {hyperopt_startup_trials(cfg.num_samples)} trials' if cfg.search == 'hyperopt' else ''}), "
         f"early stopping: {early}",
@@ -152,7 +154,8 @@ def describe_plan(cfg: SweepConfig, *, space: Space | None, data: CifarArrays, t
 
 
 def _resumed_config(cfg: SweepConfig) -> tuple[SweepConfig, list[str], int]:
-    """The interrupted sweep's own settings, with this run's connection/data/output flags."""
+    """The interrupted sweep's own settings, with this run's connection/data/output flags; its sampled
+    hyperparameters and how many trials it was to run."""
     if not tune.Tuner.can_restore(cfg.experiment_path):
         raise SweepInputError(f"--resume: no restorable sweep at {cfg.experiment_path}. Check --name and "
                               "--storage-path (as printed when the sweep started).")
@@ -177,11 +180,13 @@ def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None) -> PreparedSwe
         if cfg.resume:
             cfg, keys, expected = _resumed_config(cfg)
             space = None
+            progress = resume_progress((t.status for t in saved_trials(cfg.experiment_path)), expected=expected)
         else:
             space = resolve_space(search=cfg.search, smoke=cfg.smoke, path=cfg.space,
                                   max_epochs=cfg.max_epochs, seed=cfg.seed)
             keys = sampled_keys(space)
             expected = cfg.num_samples * grid_size(space)
+            progress = ""
         check_address(cfg.address)
         data = data if data is not None else load_data(cfg)
         owns_ray = connect(cfg)
@@ -200,7 +205,8 @@ def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None) -> PreparedSwe
     # brackets would never fill (strategies.make_scheduler); Ray's resources cap what runs at once.
     if cfg.scheduler != "hyperband":
         cfg = cfg.replace(max_concurrent=cfg.max_concurrent or slots)
-    plan = describe_plan(cfg, space=space, data=data, total=total, running=min(cfg.max_concurrent or slots, slots))
+    plan = describe_plan(cfg, space=space, data=data, total=total, running=min(cfg.max_concurrent or slots, slots),
+                         progress=progress)
     return PreparedSweep(cfg=cfg, space=space, keys=keys, data=data, owns_ray=owns_ray, plan=plan,
                          expected_trials=expected)
 

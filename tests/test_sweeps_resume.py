@@ -62,6 +62,8 @@ def test_resume_finishes_an_interrupted_sweep_without_redoing_finished_trials(ci
 
     resumed = subprocess.run([*cli, "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    # Before Ray starts, the plan says what the resume keeps and what is left.
+    assert f"progress:  {len(finished)} of {TRIALS} trials had finished (kept as they are)" in resumed.stdout
     # The end of the report says where the runs are (the default store, ./mlflow.db here) and what to run next.
     assert "mlflow ui --backend-store-uri sqlite:///" in resumed.stdout, resumed.stdout[-3000:]
     assert f"python -m analysis.report {experiment}" in resumed.stdout, resumed.stdout[-3000:]

@@ -23,6 +23,7 @@ import pytest
 import ray
 from mlflow import MlflowClient
 from ray import tune
+from ray.tune import ExperimentAnalysis
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
 from sweeps.backfill import backfill
@@ -218,7 +219,7 @@ def _resume_like_the_cli(name: str, tmp_path: Path, data, tracking: TrackingConf
     callback = for_sweep(prepared.cfg, tracking)
     outcome = execute(prepared, callbacks=[callback])
     callback.log_summary(outcome.summary)
-    return outcome
+    return outcome, prepared.plan
 
 
 def test_killed_driver_resumes_into_the_same_runs_in_the_default_local_store(ray_session, data, tmp_path,
@@ -247,7 +248,7 @@ def test_killed_driver_resumes_into_the_same_runs_in_the_default_local_store(ray
     # The resume runs in this process (what `--resume` does after parsing), into the same default store.
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    outcome = _resume_like_the_cli("killed", tmp_path, data, TrackingConfig())
+    outcome, _ = _resume_like_the_cli("killed", tmp_path, data, TrackingConfig())
     assert outcome.ok
     assert_mlflow_matches_ray(client, folder, rerun=logged_before_kill)
     assert not client.search_runs([experiment_id], "attributes.status = 'RUNNING'")
@@ -277,7 +278,12 @@ def test_resume_with_tracking_logs_the_trials_that_finished_before_it(ray_sessio
 
     tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.chdir(tmp_path)  # a sqlite store keeps its artifacts in ./mlruns
-    outcome = _resume_like_the_cli("late", tmp_path, data, tracking)
+    saved = {t.trial_id: t.status for t in ExperimentAnalysis(str(folder)).trials}  # Ray's own reader
+    outcome, plan = _resume_like_the_cli("late", tmp_path, data, tracking)
+    # The plan says what the resume keeps and what it runs, as Ray saved it.
+    done = sum(status == "TERMINATED" for status in saved.values())
+    assert f"progress:  {done} of {trials} trials had finished (kept as they are)" in plan, plan
+    assert "nothing left to run" not in plan
     assert outcome.ok and not outcome.interrupted and outcome.summary.num_trials == trials
     client = MlflowClient(tracking.tracking_uri)
     assert_mlflow_matches_ray(client, folder)
@@ -285,7 +291,8 @@ def test_resume_with_tracking_logs_the_trials_that_finished_before_it(ray_sessio
     assert not client.search_runs([experiment_id], "attributes.status != 'FINISHED'")
 
     # Resuming it once more: Tune runs no step when every trial has finished; that is no interrupt.
-    again = _resume_like_the_cli("late", tmp_path, data, tracking)
+    again, plan = _resume_like_the_cli("late", tmp_path, data, tracking)
+    assert f"progress:  all {trials} trials had finished: nothing left to run" in plan, plan
     assert again.ok and not again.interrupted and again.summary.num_trials == trials
     assert_mlflow_matches_ray(client, folder)
     assert not client.search_runs([experiment_id], "attributes.status != 'FINISHED'")

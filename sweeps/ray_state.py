@@ -1,0 +1,73 @@
+"""Ray Tune's saved experiment state, read without Ray: which trials a sweep has and their statuses.
+
+Tune writes ``experiment_state-<time>.json`` into the experiment folder at every snapshot and keeps
+the newest; its ``trial_data`` holds each trial's JSON state (id, status, folder). ``--resume``
+reads it to say what is left before Ray starts, and ``sweeps.backfill`` to give runs their end
+status. Ray has no public reader for it short of ``ExperimentAnalysis``, which also loads every
+trial's results: more than either needs, and slow on remote storage.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass
+from typing import Iterable
+
+import pyarrow.fs
+
+STATE_GLOB = "experiment_state-*.json"
+TERMINATED, ERROR = "TERMINATED", "ERROR"  # Ray's final trial statuses
+
+
+@dataclass(frozen=True)
+class SavedTrial:
+    trial_id: str
+    status: str  # TERMINATED, ERROR, or PENDING/RUNNING/PAUSED: left unfinished
+    folder: str  # the trial's folder name under the experiment folder
+
+
+def saved_trials(experiment_uri: str) -> list[SavedTrial]:
+    """The trials in the newest experiment state file under a local path or URI; [] if there is none."""
+    fs, path = pyarrow.fs.FileSystem.from_uri(experiment_uri)
+    try:
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=False))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    # The timestamp in the name sorts in time order.
+    states = sorted(i.path for i in infos if i.is_file and fnmatch.fnmatch(i.base_name, STATE_GLOB))
+    if not states:
+        return []
+    with fs.open_input_stream(states[-1]) as stream:
+        text = stream.read().decode()
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"Ray's experiment state {states[-1]} is not valid JSON ({exc}): the sweep's saved state is "
+                         "damaged (a copy cut short?). Copy the folder again from where the sweep ran.") from exc
+    trials = []
+    for entry in data.get("trial_data", []):
+        trial = json.loads(entry[0]) if isinstance(entry, list) else entry
+        trials.append(SavedTrial(trial_id=trial["trial_id"], status=trial.get("status", ""),
+                                 folder=trial.get("relative_logdir", "")))
+    return trials
+
+
+def resume_progress(statuses: Iterable[str], *, expected: int) -> str:
+    """One line for the plan of a --resume: what is kept, what runs again, what is still to sample."""
+    statuses = list(statuses)
+    done = sum(s == TERMINATED for s in statuses)
+    errored = sum(s == ERROR for s in statuses)
+    unfinished = len(statuses) - done - errored
+    unsampled = max(0, expected - len(statuses))
+    total = max(expected, len(statuses))
+    if not errored and not unfinished and not unsampled:
+        return (f"all {total} trials had finished: nothing left to run; the summary below is rebuilt from the "
+                "saved results")
+    parts = [f"{done} of {total} trials had finished (kept as they are)"]
+    if unfinished:
+        parts.append(f"{unfinished} unfinished continue from their last checkpoint")
+    if errored:
+        parts.append(f"{errored} errored run again from their last checkpoint")
+    if unsampled:
+        parts.append(f"{unsampled} not started yet")
+    return "; ".join(parts)
