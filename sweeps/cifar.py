@@ -127,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         cfg = parse_args(argv)
-        from sweeps.space import format_space, resolve_space
+        from sweeps.space import format_space
+        from sweeps.space_builtin import resolve_space
 
         # Space and address are checked before torch and Ray are imported (tens of seconds on a
         # busy machine), so those mistakes fail in about a second. A resumed sweep keeps its space.

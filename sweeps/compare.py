@@ -41,7 +41,7 @@ from analysis.plots import plot_anytime
 from analysis.strategies import ANYTIME_FILE, SUMMARY_FILE, format_strategy_table, strategy_table
 from sweeps import anytime as at
 from sweeps.config import SMOKE_GRACE_PERIOD, SMOKE_MAX_EPOCHS, SMOKE_SUBSET, SweepConfig
-from sweeps.space import resolve_space
+from sweeps.space_builtin import resolve_space
 from sweeps.tracking import check_tracking, for_sweep, log_comparison
 from sweeps.tracking_config import TrackingConfig, add_tracking_args, tracking_from_args
 from sweeps.tuner import connect, execute, load_data, prepare

@@ -1,4 +1,6 @@
-"""Search spaces: a small declarative schema, the built-in spaces, validation, and conversion.
+"""Search spaces: a small declarative schema, its parsing from YAML/JSON files, and every check a
+space must pass before Ray starts. The built-in spaces are in ``sweeps.space_builtin``, the
+conversion to Ray's and Hyperopt's samplers in ``sweeps.space_convert``.
 
 A space maps each hyperparameter (a key of ``trainables.config.CONFIG_KEYS``) to one entry::
 
@@ -18,11 +20,6 @@ A space maps each hyperparameter (a key of ``trainables.config.CONFIG_KEYS``) to
 Keys left out keep ``TrialConfig``'s defaults. ``epochs`` defaults to ``--max-epochs`` and
 ``seed`` to ``--seed``. A conditional entry (``when``) depends on one ``choice`` entry and is
 None in trials where its condition does not hold (the trainable then uses the default).
-
-Ray's automatic conversion of a Tune space to Hyperopt cannot express conditional entries, so
-for Hyperopt we build the native space ourselves: a nested ``hp.choice`` whose branches hold the
-conditional entries (see ``to_hyperopt``); ``flatten_sample`` turns a sample back into the flat
-dict ``TrialConfig.from_dict`` takes.
 """
 from __future__ import annotations
 
@@ -30,12 +27,9 @@ import dataclasses
 import difflib
 import json
 import math
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
-
-import numpy as np
 
 from trainables.config import CONFIG_KEYS, TrialConfig
 from trainables.model import plan_layers
@@ -43,8 +37,7 @@ from trainables.model import plan_layers
 RANGE_KINDS = ("uniform", "loguniform", "quniform", "qloguniform", "randint")
 LIST_KINDS = ("choice", "grid")
 KINDS = RANGE_KINDS + LIST_KINDS + ("const",)
-BRANCH_SUFFIX = "?"  # native hyperopt key of a conditional branch: "optimizer?" (never a config key)
-_DEFAULTS = TrialConfig().to_dict()
+DEFAULTS = TrialConfig().to_dict()
 # The one top-level key of a space file that is not a hyperparameter: Hyperopt's first trials, in
 # Ray's own name for them (``HyperOptSearch(points_to_evaluate=...)``). Random and grid search are
 # the unguided baselines and ignore them, as they do the built-in spaces' starting points.
@@ -105,8 +98,8 @@ def _bad(key: str, value: Any, rule: str, fix: str) -> ValueError:
     return ValueError(f"Search space entry `{key}` is {value!r}, but {rule}. {fix}")
 
 
-def _is_int_key(key: str) -> bool:
-    default = _DEFAULTS[key]
+def is_int_key(key: str) -> bool:
+    default = DEFAULTS[key]
     return isinstance(default, int) and not isinstance(default, bool)
 
 
@@ -166,10 +159,10 @@ def _check_range(dim: Dim) -> None:
         raise _bad(key, {kind: list(args)}, f"q must be > 0 (q is {args[2]})", "Use e.g. q = 1 or 16.")
     if kind == "randint" and not (float(low).is_integer() and float(high).is_integer()):
         raise _bad(key, {kind: list(args)}, "randint bounds must be integers", "Write e.g. `randint: [2, 5]`.")
-    if _is_int_key(key) and kind in ("uniform", "loguniform"):
+    if is_int_key(key) and kind in ("uniform", "loguniform"):
         raise _bad(key, {kind: list(args)}, f"`{key}` is an integer hyperparameter and `{kind}` samples floats",
                    "Use randint, quniform/qloguniform with an integer q, or choice.")
-    if _is_int_key(key) and need == 3 and not float(args[2]).is_integer():
+    if is_int_key(key) and need == 3 and not float(args[2]).is_integer():
         raise _bad(key, {kind: list(args)}, f"`{key}` is an integer, so q must be a whole number",
                    "Use an integer q such as 1, 8 or 16.")
 
@@ -238,7 +231,7 @@ def _check_condition(space: Space, dim: Dim) -> None:
 
 
 def _base_config(space: Space) -> dict[str, Any]:
-    return {**_DEFAULTS, **{d.key: d.args[0] for d in space.dims if d.kind == "const"}}
+    return {**DEFAULTS, **{d.key: d.args[0] for d in space.dims if d.kind == "const"}}
 
 
 def _check_values(space: Space) -> None:
@@ -330,255 +323,5 @@ def format_space(space: Space) -> str:
     return "\n".join(lines)
 
 
-# --- Conversion for Ray's BasicVariantGenerator (random and grid search). ---
-
-class ConditionalSampler:
-    """``tune.sample_from`` body: samples ``dim`` when its condition holds, else None.
-
-    Ray passes no random state to sample_from functions, so this keeps its own generator,
-    seeded from the sweep seed and the key: the driver resolves trials in order, so the
-    sequence is reproducible (and it is pickled with the searcher's state on --resume).
-    """
-
-    def __init__(self, dim: Dim, *, seed: int):
-        self.dim = dim
-        self.rng = np.random.default_rng([seed, zlib.crc32(dim.key.encode())])
-
-    def __call__(self, config: Mapping[str, Any]) -> Any:
-        assert self.dim.when is not None
-        parent, values = self.dim.when
-        if config[parent] not in values:
-            return None
-        return sample_dim(self.dim, self.rng)
-
-
-def sample_dim(dim: Dim, rng: np.random.Generator) -> Any:
-    kind, args = dim.kind, dim.args
-    if kind == "choice":
-        return args[int(rng.integers(len(args)))]
-    if kind == "randint":
-        return int(rng.integers(int(args[0]), int(args[1])))
-    low, high = args[0], args[1]
-    x = math.exp(rng.uniform(math.log(low), math.log(high))) if "log" in kind else rng.uniform(low, high)
-    if kind.startswith("q"):
-        x = round(x / args[2]) * args[2]
-        return int(x) if _is_int_key(dim.key) else float(x)
-    return float(x)
-
-
-def to_ray(dim: Dim, *, seed: int) -> Any:
-    from ray import tune
-
-    if dim.when is not None:
-        return tune.sample_from(ConditionalSampler(dim, seed=seed))
-    kind, args = dim.kind, dim.args
-    ints = _is_int_key(dim.key)
-    if kind == "const":
-        return args[0]
-    if kind == "choice":
-        return tune.choice(list(args))
-    if kind == "grid":
-        return tune.grid_search(list(args))
-    if kind == "randint":
-        return tune.randint(int(args[0]), int(args[1]))
-    if kind == "uniform":
-        return tune.uniform(*args)
-    if kind == "loguniform":
-        return tune.loguniform(*args)
-    if kind == "quniform":
-        return tune.qrandint(int(args[0]), int(args[1]), int(args[2])) if ints else tune.quniform(*args)
-    return tune.qlograndint(int(args[0]), int(args[1]), int(args[2])) if ints else tune.qloguniform(*args)
-
-
-def to_ray_param_space(space: Space, *, seed: int, sampled: bool = True) -> dict[str, Any]:
-    """Tune ``param_space``: constants always; sampled entries too unless Hyperopt samples them."""
-    return {d.key: to_ray(d, seed=seed) for d in space.dims if sampled or not d.sampled}
-
-
-# --- Conversion for Hyperopt (native space, so conditional entries work). ---
-
-def _hp(dim: Dim, label: str) -> Any:
-    from hyperopt import hp
-
-    kind, args = dim.kind, dim.args
-    if kind == "choice":
-        return hp.choice(label, list(args))
-    if kind == "randint":
-        return hp.randint(label, int(args[0]), int(args[1]))
-    if kind == "uniform":
-        return hp.uniform(label, *args)
-    if kind == "loguniform":
-        return hp.loguniform(label, math.log(args[0]), math.log(args[1]))
-    if kind == "quniform":
-        return hp.quniform(label, *args)
-    assert kind == "qloguniform", kind
-    return hp.qloguniform(label, math.log(args[0]), math.log(args[1]), args[2])
-
-
-def _child_label(dim: Dim, parent_value: Any) -> str:
-    assert dim.when is not None
-    return f"{dim.key}|{dim.when[0]}={parent_value}"
-
-
-def to_hyperopt(space: Space) -> dict[str, Any]:
-    """Native Hyperopt space of the sampled entries; each parent of conditional entries becomes
-    ``{"<parent>?": hp.choice(parent, [{parent: value, child: ...}, ...])}``."""
-    children: dict[str, list[Dim]] = {}
-    for dim in space.dims:
-        if dim.when is not None:
-            children.setdefault(dim.when[0], []).append(dim)
-    native: dict[str, Any] = {}
-    for dim in space.dims:
-        if not dim.sampled or dim.when is not None:
-            continue
-        if dim.key not in children:
-            native[dim.key] = _hp(dim, dim.key)
-            continue
-        from hyperopt import hp
-
-        branches = [{dim.key: value, **{c.key: _hp(c, _child_label(c, value))
-                                        for c in children[dim.key] if value in c.when[1]}}
-                    for value in dim.args]
-        native[dim.key + BRANCH_SUFFIX] = hp.choice(dim.key, branches)
-    return native
-
-
-def to_hyperopt_points(space: Space) -> list[dict[str, Any]]:
-    """Starting points in Hyperopt's label form. Plain choices keep their value (Ray turns it into
-    an index); a branching parent needs the index itself, and its children their branch labels."""
-    out = []
-    for point in space.points:
-        hp_point: dict[str, Any] = {}
-        for dim in space.dims:
-            if not dim.sampled or dim.key not in point or point[dim.key] is None:
-                continue
-            if dim.when is not None:
-                hp_point[_child_label(dim, point[dim.when[0]])] = point[dim.key]
-            elif any(d.when is not None and d.when[0] == dim.key for d in space.dims):
-                hp_point[dim.key] = list(dim.args).index(point[dim.key])
-            else:
-                hp_point[dim.key] = point[dim.key]
-        out.append(hp_point)
-    return out
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def flatten_sample(sample: Mapping[str, Any], *, space: Space | None = None) -> dict[str, Any]:
-    """A sampled config (possibly with nested Hyperopt branches) -> flat {config key: value}.
-
-    Integer hyperparameters come back from Hyperopt's q-distributions as floats (32.0): they are
-    turned into ints here so the results show 32. Conditional keys of ``space`` missing from a
-    branch are set to None, so every trial has the same columns.
-    """
-    flat: dict[str, Any] = {}
-    for key, value in sample.items():
-        if key.endswith(BRANCH_SUFFIX) and isinstance(value, Mapping):
-            flat.update(flatten_sample(value))
-            continue
-        value = _plain(value)
-        if key in _DEFAULTS and _is_int_key(key) and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        flat[key] = value
-    for dim in space.dims if space is not None else ():
-        flat.setdefault(dim.key, None)
-    return flat
-
-
-def trial_dict(config: Mapping[str, Any]) -> dict[str, Any]:
-    """What the trainable gets: the flat sample without inactive (None) conditional keys."""
-    return {k: v for k, v in flatten_sample(config).items() if v is not None}
-
-
 def sampled_keys(space: Space) -> list[str]:
     return [d.key for d in space.dims if d.sampled]
-
-
-# --- Built-in spaces. ---
-
-def default_space() -> Space:
-    """Hyperopt/random default: the hyperparameters that matter most for a small CIFAR CNN.
-
-    Cost on CPU is kept down by fixing the depth (3 blocks of one conv) and capping the width.
-    """
-    dims = (
-        Dim("optimizer", "choice", ("sgd", "adamw"),
-            "SGD+Nesterov and AdamW are the two standard CNN optimisers; which wins depends on the rest"),
-        Dim("lr", "loguniform", (3e-4, 0.3),
-            "log scale: lr acts multiplicatively; spans AdamW's ~1e-3 and SGD's ~0.05 optima"),
-        Dim("momentum", "uniform", (0.8, 0.98),
-            "SGD only (AdamW has its own betas); 0.9 is standard, higher smooths small-batch noise",
-            ("optimizer", ("sgd",))),
-        Dim("weight_decay", "loguniform", (1e-5, 1e-2),
-            "matters by order of magnitude; CIFAR's classic 5e-4 sits mid-range"),
-        Dim("batch_size", "choice", (64, 128, 256),
-            "powers of two; smaller batches add regularising gradient noise but take more steps"),
-        Dim("filters", "choice", (16, 32, 64),
-            "above the 3x3 kernel's 9 input cells per channel (fewer would bottleneck), <= 64 for CPU cost"),
-        Dim("head_dropout", "uniform", (0.0, 0.5),
-            "dropout 0-0.5 on dense layers (Srivastava et al. 2014); 0 = off"),
-        Dim("input_dropout", "uniform", (0.0, 0.2),
-            "input dropout above ~0.2 erases too much of a 32x32 image (Srivastava et al. used 0.2)"),
-        Dim("max_norm", "choice", (0.0, 3.0, 4.0, 5.0),
-            "max-norm 3-5 pairs well with dropout (Srivastava et al. 2014); 0 = off"),
-        Dim("num_blocks", "const", (3,), "32 -> 16 -> 8 -> 4 pixels: enough depth for CIFAR at CPU cost"),
-        Dim("convs_per_block", "const", (1,), "one conv per block keeps a CPU epoch cheap"),
-    )
-    points = (
-        # The classic CIFAR SGD recipe (TrialConfig's defaults) and a standard AdamW setting.
-        {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 128,
-         "filters": 32, "head_dropout": 0.0, "input_dropout": 0.0, "max_norm": 0.0},
-        {"optimizer": "adamw", "lr": 1e-3, "momentum": None, "weight_decay": 1e-2, "batch_size": 128,
-         "filters": 32, "head_dropout": 0.25, "input_dropout": 0.1, "max_norm": 4.0},
-    )
-    return Space(dims, points, source="built-in default")
-
-
-def _smoke_model() -> tuple[Dim, ...]:
-    reason = "smoke: smallest sensible model so the sweep finishes in under a minute on 2 cores"
-    return (Dim("num_blocks", "const", (2,), reason), Dim("convs_per_block", "const", (1,), reason),
-            Dim("filters", "const", (16,), reason), Dim("head_layers", "const", (0,), reason))
-
-
-def smoke_space() -> Space:
-    dims = (
-        Dim("lr", "loguniform", (0.01, 0.2), "log scale around SGD's usual ~0.05"),
-        Dim("batch_size", "choice", (128, 256), "powers of two; large batches keep smoke epochs short"),
-    ) + _smoke_model()
-    return Space(dims, ({"lr": 0.05, "batch_size": 128},), source="built-in smoke")
-
-
-def grid_space(*, smoke: bool = False) -> Space:
-    """Small grid baseline: learning rate x weight decay with SGD (the rest at defaults)."""
-    if smoke:
-        dims = (Dim("lr", "grid", (0.02, 0.1), "smoke: two learning rates a factor 5 apart"),
-                Dim("batch_size", "const", (256,), "smoke: large batches keep epochs short")) + _smoke_model()
-        return Space(dims, source="built-in smoke grid")
-    dims = (
-        Dim("lr", "grid", (0.01, 0.03, 0.1), "half-decade steps around SGD's usual ~0.05"),
-        Dim("weight_decay", "grid", (1e-4, 5e-4), "around CIFAR's classic 5e-4"),
-        Dim("optimizer", "const", ("sgd",), "the grid varies SGD's two key knobs only"),
-        Dim("filters", "const", (32,), "mid-range width"),
-        Dim("num_blocks", "const", (3,), "as in the default space"),
-        Dim("convs_per_block", "const", (1,), "as in the default space"),
-    )
-    return Space(dims, source="built-in grid")
-
-
-def builtin_space(*, search: str, smoke: bool) -> Space:
-    if search == "grid":
-        return grid_space(smoke=smoke)
-    return smoke_space() if smoke else default_space()
-
-
-def resolve_space(*, search: str, smoke: bool, path: str | None, max_epochs: int, seed: int) -> Space:
-    """The space a sweep will use, validated: a user file or the built-in one, plus epochs/seed."""
-    space = load_space(path) if path is not None else builtin_space(search=search, smoke=smoke)
-    if search != "hyperopt":  # random and grid search are the unguided baselines: no starting points
-        space = dataclasses.replace(space, points=())
-    space = space.with_const("epochs", max_epochs, "--max-epochs: the schedule spans the longest a trial may run")
-    space = space.with_const("seed", seed, "--seed: every trial shares it, so trials differ only in hyperparameters")
-    validate_space(space, search=search, max_epochs=max_epochs)
-    return space

@@ -14,7 +14,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm
 from ray.tune.search.hyperopt import HyperOptSearch
 
-from sweeps.space import Space, flatten_sample, to_hyperopt, to_hyperopt_points
+from sweeps.space import Space
+from sweeps.space_convert import flatten_sample, to_hyperopt, to_hyperopt_points
 from trainables import metrics
 
 TIME_ATTR = metrics.TRAINING_ITERATION  # == epoch, since the trainable reports once per epoch

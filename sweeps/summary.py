@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import pandas as pd
 import pyarrow.fs
 
-from sweeps.space import trial_dict
+from sweeps.space_convert import trial_dict
 from trainables import metrics
 
 SUMMARY_CSV = "summary.csv"

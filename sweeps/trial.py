@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from sweeps.ray_reporter import RayReporter
-from sweeps.space import trial_dict
+from sweeps.space_convert import trial_dict
 from trainables.cifar import train_trial
 from trainables.data import CifarArrays
 

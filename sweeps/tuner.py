@@ -17,7 +17,9 @@ from ray import tune
 
 from sweeps.config import CONFIG_FILE, SweepConfig, SweepInputError, check_address, is_uri
 from sweeps.ray_state import resume_progress, saved_trials
-from sweeps.space import Space, grid_size, resolve_space, sampled_keys, to_ray_param_space
+from sweeps.space import Space, grid_size, sampled_keys
+from sweeps.space_builtin import resolve_space
+from sweeps.space_convert import to_ray_param_space
 from sweeps.strategies import hyperopt_startup_trials, make_scheduler, make_search
 from sweeps.summary import SweepSummary, format_summary, read_text, summarize, write_summary, write_text
 from sweeps.trial import cifar_trial

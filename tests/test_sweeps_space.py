@@ -1,16 +1,13 @@
-"""Search spaces: schema, one test per validation rule, conversions. No Ray, no training."""
+"""Search spaces: the schema, files, and one test per validation rule. No Ray, no training."""
 from __future__ import annotations
 
 import json
 import math
 
-import numpy as np
 import pytest
 
-from sweeps.space import (BRANCH_SUFFIX, ConditionalSampler, Dim, Space, default_space, flatten_sample,
-                          format_space, grid_size, load_space, parse_dim, resolve_space, to_hyperopt_points,
-                          to_ray_param_space, trial_dict, validate_space)
-from trainables.config import CONFIG_KEYS, TrialConfig
+from sweeps.space import Dim, Space, grid_size, load_space, parse_dim, validate_space
+from sweeps.space_builtin import resolve_space
 
 
 def _space(**entries) -> Space:
@@ -110,16 +107,6 @@ FILE_WITH_POINTS = ("lr: {loguniform: [1.0e-3, 1.0]}\nbatch_size: {choice: [64, 
                     "points_to_evaluate:\n  - {lr: 0.05, batch_size: 128}\n")
 
 
-def test_a_files_starting_points_reach_hyperopt_and_not_the_baselines(tmp_path):
-    (tmp_path / "s.yaml").write_text(FILE_WITH_POINTS)
-    path = str(tmp_path / "s.yaml")
-    space = resolve_space(search="hyperopt", smoke=False, path=path, max_epochs=3, seed=0)
-    assert space.points == ({"lr": 0.05, "batch_size": 128},) and "points_to_evaluate" not in space.keys()
-    assert "starting point: {'lr': 0.05, 'batch_size': 128}" in format_space(space)
-    for search in ("random", "grid"):  # the unguided baselines
-        assert resolve_space(search=search, smoke=False, path=path, max_epochs=3, seed=0).points == ()
-
-
 @pytest.mark.parametrize("points, message", [
     ("{lr: 0.05}", "`points_to_evaluate` is {'lr': 0.05}, but it must be a non-empty list"),
     ("[]", "must be a non-empty list"),
@@ -143,44 +130,6 @@ def test_unparseable_file_rejected(tmp_path):
     (tmp_path / "bad.yaml").write_text("lr: {loguniform: [1e-3,\n")
     with pytest.raises(ValueError, match="could not be parsed"):
         load_space(tmp_path / "bad.yaml")
-
-
-def test_builtin_spaces_are_valid_and_every_default_dim_has_a_reason():
-    for search in ("hyperopt", "random", "grid"):
-        for smoke in (False, True):
-            space = resolve_space(search=search, smoke=smoke, path=None, max_epochs=4, seed=1)
-            assert space["epochs"].args == (4,) and space["seed"].args == (1,)
-    space = default_space()
-    assert set(space.keys()) <= set(CONFIG_KEYS)
-    assert all(d.reason for d in space.dims)
-    text = format_space(space)
-    assert all(d.reason in text for d in space.dims)
-
-
-def test_momentum_is_conditional_on_sgd_for_random_search():
-    space = default_space()
-    sampler = ConditionalSampler(space["momentum"], seed=0)
-    assert sampler({"optimizer": "adamw"}) is None
-    values = [sampler({"optimizer": "sgd"}) for _ in range(20)]
-    assert all(0.8 <= v <= 0.98 for v in values) and len(set(values)) == 20
-    again = ConditionalSampler(space["momentum"], seed=0)
-    assert [again({"optimizer": "sgd"}) for _ in range(20)] == values
-    assert "momentum" in to_ray_param_space(space, seed=0)
-
-
-def test_flatten_nested_hyperopt_sample_and_drop_inactive():
-    sample = {"lr": np.float64(0.1), "filters": 32.0, "optimizer" + BRANCH_SUFFIX: {"optimizer": "adamw"}}
-    flat = flatten_sample(sample, space=default_space())
-    assert flat["optimizer"] == "adamw" and flat["filters"] == 32 and isinstance(flat["filters"], int)
-    assert flat["momentum"] is None
-    assert "momentum" not in trial_dict(flat)
-    TrialConfig.from_dict(trial_dict(flat))
-
-
-def test_starting_points_convert_to_hyperopt_labels():
-    points = to_hyperopt_points(default_space())
-    assert points[0]["optimizer"] == 0 and points[0]["momentum|optimizer=sgd"] == 0.9
-    assert points[1]["optimizer"] == 1 and not any(k.startswith("momentum") for k in points[1])
 
 
 def test_starting_point_outside_the_space_rejected():

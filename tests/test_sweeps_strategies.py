@@ -5,7 +5,8 @@ import pytest
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
-from sweeps.space import default_space, resolve_space, trial_dict
+from sweeps.space_builtin import default_space, resolve_space
+from sweeps.space_convert import trial_dict
 from sweeps.strategies import FlatHyperOptSearch, hyperopt_startup_trials, make_scheduler, make_search
 from trainables import metrics
 from trainables.config import TrialConfig

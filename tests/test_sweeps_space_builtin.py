@@ -1,0 +1,31 @@
+"""The built-in spaces and ``resolve_space``: what a sweep ends up sampling from. No Ray, no training."""
+from __future__ import annotations
+
+from sweeps.space import format_space
+from sweeps.space_builtin import default_space, resolve_space
+from trainables.config import CONFIG_KEYS
+
+FILE_WITH_POINTS = ("lr: {loguniform: [1.0e-3, 1.0]}\nbatch_size: {choice: [64, 128]}\nfilters: 16\n"
+                    "points_to_evaluate:\n  - {lr: 0.05, batch_size: 128}\n")
+
+
+def test_builtin_spaces_are_valid_and_every_default_dim_has_a_reason():
+    for search in ("hyperopt", "random", "grid"):
+        for smoke in (False, True):
+            space = resolve_space(search=search, smoke=smoke, path=None, max_epochs=4, seed=1)
+            assert space["epochs"].args == (4,) and space["seed"].args == (1,)
+    space = default_space()
+    assert set(space.keys()) <= set(CONFIG_KEYS)
+    assert all(d.reason for d in space.dims)
+    text = format_space(space)
+    assert all(d.reason in text for d in space.dims)
+
+
+def test_a_files_starting_points_reach_hyperopt_and_not_the_baselines(tmp_path):
+    (tmp_path / "s.yaml").write_text(FILE_WITH_POINTS)
+    path = str(tmp_path / "s.yaml")
+    space = resolve_space(search="hyperopt", smoke=False, path=path, max_epochs=3, seed=0)
+    assert space.points == ({"lr": 0.05, "batch_size": 128},) and "points_to_evaluate" not in space.keys()
+    assert "starting point: {'lr': 0.05, 'batch_size': 128}" in format_space(space)
+    for search in ("random", "grid"):  # the unguided baselines
+        assert resolve_space(search=search, smoke=False, path=path, max_epochs=3, seed=0).points == ()
