@@ -1,7 +1,9 @@
 """Ray Tune's saved experiment state, read without Ray: which trials a sweep has and their statuses.
 
-Tune writes ``experiment_state-<time>.json`` into the experiment folder at every snapshot and keeps
-the newest; its ``trial_data`` holds each trial's JSON state (id, status, folder). ``--resume``
+Tune writes ``experiment_state-<start time>.json`` into the experiment folder at every snapshot,
+one file per driver run (a resumed sweep adds one), and restores from the greatest name
+(``ray.tune.execution.experiment_state._find_newest_experiment_checkpoint``, private, so mirrored
+here); its ``trial_data`` holds each trial's JSON state (id, status, folder). ``--resume``
 reads it to say what is left before Ray starts, and ``sweeps.backfill`` to give runs their end
 status. Ray has no public reader for it short of ``ExperimentAnalysis``, which also loads every
 trial's results: more than either needs, and slow on remote storage.
@@ -33,7 +35,7 @@ def saved_trials(experiment_uri: str) -> list[SavedTrial]:
         infos = fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=False))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    # The timestamp in the name sorts in time order.
+    # The greatest name, as Tune picks it: the timestamp in the name sorts in time order.
     states = sorted(i.path for i in infos if i.is_file and fnmatch.fnmatch(i.base_name, STATE_GLOB))
     if not states:
         return []
