@@ -129,10 +129,11 @@ def auto_concurrency(cfg: SweepConfig, total: Mapping[str, float]) -> int:
 
 
 def describe_plan(cfg: SweepConfig, *, space: Space | None, data: CifarArrays, total: Mapping[str, float],
-                  running: int, progress: str = "") -> str:
+                  running: int, trials: int, progress: str = "") -> str:
+    """What the sweep will do, printed before it starts. ``trials``: num_samples x grid points (on
+    --resume the saved count: the space is not rebuilt then); ``progress``: the --resume line."""
     points = len(space.points) if space is not None and cfg.search == "hyperopt" else 0
     starting = f", {points} starting point{'s' if points > 1 else ''}" if points else ""
-    trials = cfg.num_samples * (grid_size(space) if space is not None else 1)
     early = {"asha": f"ASHA (grace {cfg.grace_period} epochs, reduction {cfg.reduction_factor})",
              "hyperband": f"Hyperband (reduction {cfg.reduction_factor}; pauses trials at each rung and resumes them "
                           "from checkpoints)",
@@ -181,6 +182,7 @@ def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None) -> PreparedSwe
         cfg = cfg if cfg.name is not None else cfg.replace(name=default_name(cfg))
         if cfg.resume:
             cfg, keys, expected = _resumed_config(cfg)
+            expected = expected or cfg.num_samples  # saved before the count was: a grid's points are unknown
             space = None
             progress = resume_progress((t.status for t in saved_trials(cfg.experiment_path)), expected=expected)
         else:
@@ -208,7 +210,7 @@ def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None) -> PreparedSwe
     if cfg.scheduler != "hyperband":
         cfg = cfg.replace(max_concurrent=cfg.max_concurrent or slots)
     plan = describe_plan(cfg, space=space, data=data, total=total, running=min(cfg.max_concurrent or slots, slots),
-                         progress=progress)
+                         trials=expected, progress=progress)
     return PreparedSweep(cfg=cfg, space=space, keys=keys, data=data, owns_ray=owns_ray, plan=plan,
                          expected_trials=expected)
 

@@ -80,6 +80,10 @@ def test_grid_size_is_exact_and_a_diverging_trial_does_not_stop_the_sweep(ray_se
     states = table.groupby("config/lr")[metrics.END_STATE_TAG].agg(set)
     assert states[9.0] == {metrics.DIVERGED_STATE} and states[0.05] == {metrics.COMPLETED}
     assert outcome.ok and outcome.summary.best_config["lr"] == 0.05
+    # --resume does not rebuild the space, so its plan takes the grid's size from the saved config.
+    resumed = prepare(SweepConfig(resume=True, name="sweep", storage_path=str(tmp_path), verbose=0), data=data)
+    assert "budget:    8 trials x at most 1 epochs" in resumed.plan, resumed.plan
+    assert "all 8 trials had finished: nothing left to run" in resumed.plan, resumed.plan
 
 
 class _MoveDataAway(tune.Callback):
