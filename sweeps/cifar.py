@@ -89,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "accepts, e.g. s3://bucket/sweeps (default: ./%(default)s)")
     o.add_argument("--name", help="experiment name, a folder under --storage-path (default: "
                    "sweep-<search>-<scheduler>-<timestamp>)")
-    o.add_argument("--resume", action="store_true", help="continue the interrupted sweep --name: finished "
-                   "trials are kept, unfinished and errored ones resume from their last checkpoint")
+    o.add_argument("--resume", action="store_true", help="continue the interrupted sweep --name with the settings "
+                   "it was started with (a flag that would change one is refused): finished trials are kept, "
+                   "unfinished and errored ones resume from their last checkpoint")
     o.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, metavar="K",
                    help="checkpoints kept per trial, best by val_acc, plus the latest (default: %(default)s)")
     o.add_argument("--max-failures", type=int, default=d.max_failures, metavar="N",
@@ -116,6 +117,19 @@ def _resolve(ns: argparse.Namespace) -> dict[str, Any]:
         if values[key] is None:
             values[key] = smoke[key] if ns.smoke else plain[key]
     return values
+
+
+def given_settings(argv: Sequence[str]) -> dict[str, Any]:
+    """The SweepConfig fields the command line sets explicitly, defaults left out: a --resume refuses
+    to change the sweep's saved settings, while a default must not count as a change."""
+    parser = build_parser()
+    unset = object()
+    # argparse fills in a default only for attributes the namespace lacks, so a pre-filled marker
+    # survives exactly where no flag was given.
+    marked = argparse.Namespace(**{dest: unset for dest in vars(parser.parse_args([]))})
+    parsed = vars(parser.parse_args(argv, namespace=marked))
+    fields = set(SweepConfig().to_dict())
+    return {k: v for k, v in parsed.items() if v is not unset and k in fields}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> SweepConfig:
@@ -144,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tracking = tracking_from_args(build_parser().parse_args(argv))
         if tracking.enabled:
             check_tracking(tracking)  # an unreachable/malformed MLflow URI: TrackingError, a ValueError
-        prepared = prepare(cfg)  # every input check, before any trial: SweepInputError is a ValueError
+        # Every input check, before any trial: SweepInputError is a ValueError.
+        prepared = prepare(cfg, given=given_settings(argv))
         callback = for_sweep(prepared.cfg, tracking)
     except (ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

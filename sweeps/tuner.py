@@ -156,9 +156,26 @@ def describe_plan(cfg: SweepConfig, *, space: Space | None, data: CifarArrays, t
     ])
 
 
-def _resumed_config(cfg: SweepConfig) -> tuple[SweepConfig, list[str], int]:
+# What a --resume takes from its own command line: where Ray, the data and the results are, and
+# how much it prints. Everything else is the sweep's own, restored with its searcher and scheduler.
+RESUME_OVERRIDES = ("address", "data_dir", "download", "verbose", "storage_path", "name", "resume", "evaluate_best",
+                    "top_k")
+
+
+def changed_on_resume(saved: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Settings a --resume command line sets to other values than the sweep was started with:
+    {field: (given, saved)}. A --resume cannot apply them (Tune restores the searcher, scheduler and
+    trials as saved), so they are refused rather than silently dropped."""
+    # --max-concurrent 0 means "as many as fit", which the sweep resolved to a number when it started.
+    auto = {"max_concurrent": 0}
+    return {k: (v, saved[k]) for k, v in given.items()
+            if k not in RESUME_OVERRIDES and k in saved and v != saved[k] and not (k in auto and v == auto[k])}
+
+
+def _resumed_config(cfg: SweepConfig, given: Mapping[str, Any]) -> tuple[SweepConfig, list[str], int]:
     """The interrupted sweep's own settings, with this run's connection/data/output flags; its sampled
-    hyperparameters and how many trials it was to run."""
+    hyperparameters and how many trials it was to run. ``given``: the settings this command line
+    sets explicitly; one that differs from the saved sweep's is an error."""
     if not tune.Tuner.can_restore(cfg.experiment_path):
         raise SweepInputError(f"--resume: no restorable sweep at {cfg.experiment_path}. Check --name and "
                               "--storage-path (as printed when the sweep started).")
@@ -167,8 +184,13 @@ def _resumed_config(cfg: SweepConfig) -> tuple[SweepConfig, list[str], int]:
     except (OSError, ValueError) as exc:
         raise SweepInputError(f"--resume: {cfg.experiment_path}/{CONFIG_FILE} is missing or unreadable ({exc}); "
                               "this folder was not written by sweeps.cifar.") from exc
-    keep = ("address", "data_dir", "download", "verbose", "storage_path", "name", "resume", "evaluate_best")
-    merged = {**saved["sweep"], **{k: getattr(cfg, k) for k in keep}, "space": None}
+    changed = changed_on_resume(saved["sweep"], given)
+    if changed:
+        flags = ", ".join(f"--{k.replace('_', '-')} {new} (saved: {old})" for k, (new, old) in changed.items())
+        raise SweepInputError(f"--resume continues `{cfg.name}` with the settings it was started with, and "
+                              f"these flags would change them: {flags}. Drop them to resume, or start a new sweep "
+                              "(another --name, without --resume) to use them.")
+    merged = {**saved["sweep"], **{k: getattr(cfg, k) for k in RESUME_OVERRIDES}, "space": None}
     if merged.get("scheduler") == "hyperband":
         # Saved before Hyperband took only max_concurrent 0 (strategies.make_scheduler): still resumable. The
         # restored searcher keeps the limit it was saved with.
@@ -176,12 +198,14 @@ def _resumed_config(cfg: SweepConfig) -> tuple[SweepConfig, list[str], int]:
     return SweepConfig.from_dict(merged), list(saved["sampled_keys"]), int(saved.get("expected_trials", 0))
 
 
-def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None) -> PreparedSweep:
-    """All input checks, the data (loaded once) and Ray; raises SweepInputError on bad input."""
+def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None,
+            given: Mapping[str, Any] | None = None) -> PreparedSweep:
+    """All input checks, the data (loaded once) and Ray; raises SweepInputError on bad input.
+    ``given``: on --resume, the settings the command line set explicitly (checked against the saved ones)."""
     try:
         cfg = cfg if cfg.name is not None else cfg.replace(name=default_name(cfg))
         if cfg.resume:
-            cfg, keys, expected = _resumed_config(cfg)
+            cfg, keys, expected = _resumed_config(cfg, given or {})
             expected = expected or cfg.num_samples  # saved before the count was: a grid's points are unknown
             space = None
             progress = resume_progress((t.status for t in saved_trials(cfg.experiment_path)), expected=expected)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sweeps.cifar import EXIT_BAD_INPUT, EXIT_OK, main, parse_args
+from sweeps.cifar import EXIT_BAD_INPUT, EXIT_OK, given_settings, main, parse_args
 from sweeps.config import SMOKE_MAX_EPOCHS, SMOKE_NUM_SAMPLES, SMOKE_SUBSET, SweepConfig
 
 
@@ -111,6 +111,14 @@ def test_cli_rejects_corrupt_dataset(tmp_path, cifar_dir, capsys):
 def test_resume_of_unknown_sweep_fails_fast(tmp_path, capsys):
     code, _, err = _timed_main(["--resume", "--name", "nope", "--storage-path", str(tmp_path)], capsys)
     assert code == EXIT_BAD_INPUT and "no restorable sweep" in err
+
+
+def test_given_settings_are_the_flags_typed_even_at_their_default_values():
+    # --seed 0 is the default, typed: a resume of a sweep seeded 3 must see it as a change.
+    argv = ["--smoke", "--seed", "0", "--no-reuse-actors", "--name", "x", "--no-mlflow", "--cpus-per-trial", "2"]
+    assert given_settings(argv) == {"smoke": True, "seed": 0, "reuse_actors": False, "name": "x",
+                                    "cpus_per_trial": 2.0}
+    assert given_settings([]) == {}
 
 
 def test_print_space_exits_0_with_reasons(capsys):

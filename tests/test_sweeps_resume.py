@@ -73,3 +73,9 @@ def test_resume_finishes_an_interrupted_sweep_without_redoing_finished_trials(ci
     table = pd.read_csv(experiment / SUMMARY_CSV)
     assert len(table) == TRIALS and (table[metrics.END_STATE_TAG] == metrics.COMPLETED).all()
     assert json.loads((experiment / "sweep_config.json").read_text())["sweep"]["num_samples"] == TRIALS
+
+    # The same command with --resume (above) resumes; one that would change the sweep is refused, before Ray starts.
+    changed = subprocess.run([*cli, "--resume", "--num-samples", str(TRIALS + 1)], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    assert changed.returncode == 2 and f"--num-samples {TRIALS + 1} (saved: {TRIALS})" in changed.stderr, changed.stderr
+    assert "Started a local Ray" not in changed.stdout + changed.stderr

@@ -1,10 +1,13 @@
-"""sweeps.tuner.connect: the local Ray a sweep starts for itself."""
+"""sweeps.tuner: the local Ray a sweep starts for itself, and what a --resume may change."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+from sweeps.config import SweepConfig
+from sweeps.tuner import changed_on_resume
 
 # A fresh interpreter, so connect() starts its own local Ray whatever other tests have running.
 # It counts the Ray worker processes that exist before any work is submitted.
@@ -57,3 +60,27 @@ def test_the_local_ray_prestarts_no_workers_tune_would_not_use():
     # Tune's trial actors cannot use them, so the sweep's own Ray starts none.
     assert idle_workers("ray-default") >= 1
     assert idle_workers("sweep") == 0
+
+
+SAVED = SweepConfig(search="random", seed=3, max_concurrent=2, name="s", top_k=5).to_dict()
+
+
+def test_a_resume_may_repeat_the_sweeps_own_flags():
+    assert changed_on_resume(SAVED, {"search": "random", "seed": 3, "max_concurrent": 2}) == {}
+
+
+def test_a_resume_refuses_flags_that_would_change_the_sweep():
+    given = {"search": "hyperopt", "seed": 4, "max_epochs": SAVED["max_epochs"] + 1}
+    assert changed_on_resume(SAVED, given) == {"search": ("hyperopt", "random"), "seed": (4, 3),
+                                               "max_epochs": (SAVED["max_epochs"] + 1, SAVED["max_epochs"])}
+
+
+def test_a_resume_takes_its_own_connection_data_and_output_flags():
+    given = {"address": "auto", "data_dir": "/data", "verbose": 0, "top_k": 10, "storage_path": "s3://b/x",
+             "evaluate_best": False, "download": False, "name": "s", "resume": True}
+    assert changed_on_resume(SAVED, given) == {}
+
+
+def test_max_concurrent_0_means_as_many_as_fit_and_matches_what_the_sweep_resolved():
+    assert changed_on_resume(SAVED, {"max_concurrent": 0}) == {}
+    assert changed_on_resume(SAVED, {"max_concurrent": 1}) == {"max_concurrent": (1, 2)}
