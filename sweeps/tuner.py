@@ -172,6 +172,14 @@ def changed_on_resume(saved: Mapping[str, Any], given: Mapping[str, Any]) -> dic
             if k not in RESUME_OVERRIDES and k in saved and v != saved[k] and not (k in auto and v == auto[k])}
 
 
+def _as_flag(field: str, value: Any) -> str:
+    """A setting as typed on the command line: --seed 3, --smoke, --no-reuse-actors."""
+    flag = field.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {value}"
+
+
 def _resumed_config(cfg: SweepConfig, given: Mapping[str, Any]) -> tuple[SweepConfig, list[str], int]:
     """The interrupted sweep's own settings, with this run's connection/data/output flags; its sampled
     hyperparameters and how many trials it was to run. ``given``: the settings this command line
@@ -186,7 +194,7 @@ def _resumed_config(cfg: SweepConfig, given: Mapping[str, Any]) -> tuple[SweepCo
                               "this folder was not written by sweeps.cifar.") from exc
     changed = changed_on_resume(saved["sweep"], given)
     if changed:
-        flags = ", ".join(f"--{k.replace('_', '-')} {new} (saved: {old})" for k, (new, old) in changed.items())
+        flags = ", ".join(f"{_as_flag(k, new)} (saved: {_as_flag(k, old)})" for k, (new, old) in changed.items())
         raise SweepInputError(f"--resume continues `{cfg.name}` with the settings it was started with, and "
                               f"these flags would change them: {flags}. Drop them to resume, or start a new sweep "
                               "(another --name, without --resume) to use them.")

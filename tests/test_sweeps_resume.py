@@ -77,5 +77,5 @@ def test_resume_finishes_an_interrupted_sweep_without_redoing_finished_trials(ci
     # The same command with --resume (above) resumes; one that would change the sweep is refused, before Ray starts.
     changed = subprocess.run([*cli, "--resume", "--num-samples", str(TRIALS + 1)], env=env, cwd=tmp_path,
                              capture_output=True, text=True, timeout=120)
-    assert changed.returncode == 2 and f"--num-samples {TRIALS + 1} (saved: {TRIALS})" in changed.stderr, changed.stderr
+    assert changed.returncode == 2 and f"--num-samples {TRIALS + 1} (saved: --num-samples {TRIALS})" in changed.stderr, changed.stderr
     assert "Started a local Ray" not in changed.stdout + changed.stderr
