@@ -28,11 +28,12 @@ HEAD_UNITS = "head_units"
 LEARNING_RATE = "lr"
 OPTIMIZER = "optimizer"
 WARMUP_EPOCHS = "warmup_epochs"
+SCHEDULE = "schedule"
 BATCH_NORM = "batch_norm"
 EPOCHS = "epochs"
 PATIENCE = "early_stopping_patience"
 CONFIG_KEYS_USED = (*DROPOUT_KEYS, WEIGHT_DECAY, MAX_NORM, AUGMENT, CUTOUT, LABEL_SMOOTHING, L1, FILTERS,
-                    NUM_BLOCKS, HEAD_UNITS, LEARNING_RATE, OPTIMIZER, WARMUP_EPOCHS, BATCH_NORM, EPOCHS, PATIENCE)
+                    NUM_BLOCKS, HEAD_UNITS, LEARNING_RATE, OPTIMIZER, WARMUP_EPOCHS, SCHEDULE, BATCH_NORM, EPOCHS, PATIENCE)
 
 
 def _num(config: Mapping[str, Any], key: str) -> float | None:
@@ -126,7 +127,8 @@ def _diverged(config: Mapping[str, Any]) -> list[str]:
     lr = _num(config, LEARNING_RATE)
     tips.append(f"{LEARNING_RATE} {lr:g} -> try {lr / 3:.2g}-{lr / 10:.2g} (/3-/10)." if lr is not None
                 else "Lower the learning rate 3-10x.")
-    if _num(config, WARMUP_EPOCHS) == 0:
+    # cyclic ignores warmup_epochs (its first half cycle is its ramp), so the tip would do nothing there.
+    if _num(config, WARMUP_EPOCHS) == 0 and config.get(SCHEDULE) != "cyclic":
         tips.append(f"{WARMUP_EPOCHS} is 0 -> try 1-2.")
     if _flag(config, BATCH_NORM) is False:
         tips.append(f"{BATCH_NORM} is off -> turn it on.")

@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reduction-factor", type=int, default=d.reduction_factor, metavar="R",
                    help="ASHA/Hyperband keep 1/R of trials at each rung (default: %(default)s)")
     s.add_argument("--max-concurrent", type=int, default=d.max_concurrent, metavar="N",
-                   help="trials running at once; 0 = as many as the cluster's CPUs/GPUs fit; hyperband takes only 0 "
+                   help="trials running at once; 0 = as many as the cluster's CPUs/GPUs fit (on a `ray up` cluster: at "
+                   "full size, with every worker its autoscaler may add); hyperband takes only 0 "
                    "(default: %(default)s)")
     s.add_argument("--seed", type=int, default=d.seed, help="seeds the searcher and every trial (default: %(default)s)")
     s.add_argument("--smoke", action="store_true", help=f"tiny space, {SMOKE_NUM_SAMPLES} trials of up to "

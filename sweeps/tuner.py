@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 import ray
 from ray import tune
 
+from sweeps.capacity import Autoscaling, fitting_types, read_autoscaling, scaled_slots, trials_per_node, unknown_types
 from sweeps.config import CONFIG_FILE, SweepConfig, SweepInputError, check_address, is_uri
 from sweeps.ray_state import resume_progress, saved_trials
 from sweeps.space import Space, grid_size, sampled_keys
@@ -104,31 +105,50 @@ def connect(cfg: SweepConfig) -> bool:
     return True
 
 
-def check_resources(cfg: SweepConfig) -> dict[str, float]:
-    """A trial must fit on some node; else Tune would wait forever. Returns the cluster's totals."""
+@dataclass(frozen=True)
+class Capacity:
+    """What the sweep can use: the resources up now, and how many trials fit at once at full size."""
+
+    total: Mapping[str, float]  # ray.cluster_resources() now
+    slots: int  # trials at once: on the nodes up now, or on all the autoscaler may add, whichever is more
+    scaling: Autoscaling | None = None  # the autoscaler's worker types, on a `ray up` cluster
+
+    def describe(self) -> str:
+        now = f"cluster {self.total.get('CPU', 0):g} CPUs, {self.total.get('GPU', 0):g} GPUs"
+        if self.scaling is None or not self.scaling.types:
+            return now
+        return f"{now} now, the autoscaler may add up to {self.scaling.max_workers} workers"
+
+
+def check_resources(cfg: SweepConfig, *, scaling: Autoscaling | None = None) -> Capacity:
+    """A trial must fit on some node, up now or one the autoscaler may add; else Tune would wait
+    forever. ``scaling``: the autoscaler's config (``capacity.read_autoscaling``) on a cluster."""
     total = ray.cluster_resources()
-    if cfg.gpus_per_trial > 0 and total.get("GPU", 0) == 0:
-        raise SweepInputError(f"The value of `gpus_per_trial` is {cfg.gpus_per_trial}, but the Ray cluster has "
-                              "no GPU. Pass --gpus-per-trial 0, or add GPU nodes to the cluster.")
+    cpus, gpus = cfg.cpus_per_trial, cfg.gpus_per_trial
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    fits = any(n.get("CPU", 0) >= cfg.cpus_per_trial and n.get("GPU", 0) >= cfg.gpus_per_trial for n in nodes)
-    # On a cluster the autoscaler may still add a big enough node; locally nothing will.
-    if not fits and cfg.address is None:
-        biggest = max((n.get("CPU", 0) for n in nodes), default=0)
-        raise SweepInputError(f"The value of `cpus_per_trial` is {cfg.cpus_per_trial}, but no node has that many "
-                              f"CPUs (largest: {biggest:g}). Lower --cpus-per-trial.")
-    return total
+    fits_now = any(trials_per_node(n, cpus=cpus, gpus=gpus) >= 1 for n in nodes)
+    can_add = fitting_types(scaling, cpus=cpus, gpus=gpus) if scaling else []
+    unknown = unknown_types(scaling) if scaling else []
+    if not fits_now and not can_add and not unknown:
+        if gpus > 0 and total.get("GPU", 0) == 0:
+            names = ", ".join(t.name for t in scaling.types) if scaling else ""
+            where = (f", and no worker type its autoscaler may add ({names or 'none'}) holds {gpus:g} GPU + {cpus:g} "
+                     "CPU" if scaling else "")
+            raise SweepInputError(f"The value of `gpus_per_trial` is {gpus:g}, but the Ray cluster has no GPU{where}. "
+                                  "Pass --gpus-per-trial 0, or add GPU nodes to the cluster (with `ray up`, GPU worker "
+                                  "types in its config; else wait until a GPU node has joined: `ray status`).")
+        # Without the autoscaler's config (a cluster started by hand, KubeRay) more nodes may still join.
+        if cfg.address is None or scaling is not None:
+            largest = ", ".join(f"{n.get('CPU', 0):g} CPU + {n.get('GPU', 0):g} GPU" for n in nodes) or "none"
+            added = " or may be added" if scaling else ""
+            raise SweepInputError(f"The values of `cpus_per_trial` and `gpus_per_trial` are {cpus:g} and {gpus:g}, but "
+                                  f"no node that is up{added} holds that much (nodes up: {largest}). Lower "
+                                  "--cpus-per-trial or --gpus-per-trial.")
+    scaled = scaled_slots(scaling, cpus=cpus, gpus=gpus) if scaling else 0
+    return Capacity(total=total, slots=max(1, trials_per_node(total, cpus=cpus, gpus=gpus), scaled), scaling=scaling)
 
 
-def auto_concurrency(cfg: SweepConfig, total: Mapping[str, float]) -> int:
-    """Trials that fit at once on the cluster's CPUs (and GPUs), for --max-concurrent 0."""
-    slots = total.get("CPU", 1) / cfg.cpus_per_trial
-    if cfg.gpus_per_trial > 0:
-        slots = min(slots, total.get("GPU", 0) / cfg.gpus_per_trial)
-    return max(1, int(slots))
-
-
-def describe_plan(cfg: SweepConfig, *, space: Space | None, data: CifarArrays, total: Mapping[str, float],
+def describe_plan(cfg: SweepConfig, *, space: Space | None, data: CifarArrays, capacity: Capacity,
                   running: int, trials: int, progress: str = "") -> str:
     """What the sweep will do, printed before it starts. ``trials``: num_samples x grid points (on
     --resume the saved count: the space is not rebuilt then); ``progress``: the --resume line."""
@@ -147,7 +167,7 @@ def describe_plan(cfg: SweepConfig, *, space: Space | None, data: CifarArrays, t
         f"  budget:    {trials} trials x at most {cfg.max_epochs} epochs = at most {trials * cfg.max_epochs} "
         f"trial-epochs (objective {metrics.OBJECTIVE}, {metrics.OBJECTIVE_MODE})",
         f"  resources: {cfg.cpus_per_trial:g} CPU ({cfg.threads_per_trial} torch threads) + {cfg.gpus_per_trial:g} GPU "
-        f"per trial; cluster {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs; up to {running} "
+        f"per trial; {capacity.describe()}; up to {running} "
         f"trials at once" + (", more waiting paused at a rung" if cfg.scheduler == "hyperband" else ""),
         f"  data:      {len(data.train_labels)} training images (train+val), {len(data.test_labels)} test images "
         f"(test used only for the best checkpoint)",
@@ -231,17 +251,19 @@ def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None,
     except (ValueError, TypeError, OSError, RuntimeError) as exc:  # OSError: missing/corrupt dataset files
         raise SweepInputError(str(exc)) from exc
     try:
-        total = check_resources(cfg)
+        capacity = check_resources(cfg, scaling=read_autoscaling() if cfg.address is not None else None)
     except SweepInputError:
         if owns_ray:
             ray.shutdown()
         raise
-    slots = auto_concurrency(cfg, total)
+    # --max-concurrent 0 sizes the sweep for the cluster at full size, not for the nodes up now: a
+    # searcher limited to what fits now would never ask for more, and the autoscaler would never add it.
+    slots = capacity.slots
     # Hyperband runs without a searcher limit (0): its paused trials would count against one and its
     # brackets would never fill (strategies.make_scheduler); Ray's resources cap what runs at once.
     if cfg.scheduler != "hyperband":
         cfg = cfg.replace(max_concurrent=cfg.max_concurrent or slots)
-    plan = describe_plan(cfg, space=space, data=data, total=total, running=min(cfg.max_concurrent or slots, slots),
+    plan = describe_plan(cfg, space=space, data=data, capacity=capacity, running=min(cfg.max_concurrent or slots, slots),
                          trials=expected, progress=progress)
     return PreparedSweep(cfg=cfg, space=space, keys=keys, data=data, owns_ray=owns_ray, plan=plan,
                          expected_trials=expected)
@@ -329,8 +351,9 @@ def execute(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop: Any
         if not cfg.resume:
             _save_config(prepared)
         grid = tuner.fit()
-        device = "cuda" if cfg.gpus_per_trial > 0 else "cpu"
-        summary = summarize(grid, max_epochs=cfg.max_epochs, keys=prepared.keys, device=device,
+        # The best checkpoint is evaluated here, in the driver, which on a cluster runs on a CPU head
+        # (cluster.yaml) while trials ran on GPU workers: so whatever device this machine has.
+        summary = summarize(grid, max_epochs=cfg.max_epochs, keys=prepared.keys, device="auto",
                             data=prepared.data if cfg.evaluate_best else None,
                             experiment_path=grid.experiment_path)
         write_summary(summary)

@@ -179,5 +179,9 @@ def test_advice_for_good_fit_diverged_and_inconclusive():
     for expected in ("lr 0.3 -> try 0.1-0.03", "warmup_epochs is 0 -> try 1-2", "batch_norm is off -> turn it on"):
         assert expected in table.loc["div", "advice"]
     assert "Too few epochs" in table.loc["one", "advice"]
+    cyclic = verdicts(records("cyc", [2.0, math.inf], [0.2, 0.1], [2.0, 2.0], [0.2, 0.1], lr=0.3,
+                              warmup_epochs=0.0, schedule="cyclic"))[1]
+    # cyclic ignores warmup_epochs (its first half cycle is its ramp): no tip that would change nothing.
+    assert "lr 0.3 -> try" in cyclic.loc["cyc", "advice"] and "warmup" not in cyclic.loc["cyc", "advice"]
     turned = overfit()  # val_loss turned at epoch 6: a good fit would say where to stop, not "more epochs"
     assert "min val_loss at epoch 6 of 20" in verdicts(turned)[1].loc["over", "advice"]

@@ -47,3 +47,14 @@ def test_resume_with_a_different_config_names_the_key() -> None:
     check_same_config(saved, dict(saved), where="x")
     with pytest.raises(ValueError, match=r"lr=0\.05 in the checkpoint vs 0\.1 now"):
         check_same_config(saved, {**saved, "lr": 0.1}, where="x")
+
+
+def test_a_checkpoint_resumes_only_on_the_kind_of_device_it_trained_on() -> None:
+    gen = torch.Generator().manual_seed(3)
+    saved = capture_rng(gen)
+    assert saved["generator_device"] == "cpu"
+    # A CUDA generator's state has another format: without this check set_state fails opaquely.
+    with pytest.raises(ValueError, match="trained on cuda, but this run uses cpu.*--device cuda"):
+        restore_rng({**saved, "generator_device": "cuda"}, gen)
+    older = {k: v for k, v in saved.items() if k != "generator_device"}  # checkpoints before the key
+    restore_rng(older, gen)

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from trainables import metrics
+from trainables import augment, metrics
 from trainables.checkpoint import read_checkpoint
-from trainables.cifar import (DIVERGENCE_CHECK_EVERY, Progress, batch_starts, evaluate_checkpoint, is_diverged,
-                              l1_weights, resolve_device, should_stop_early, train_trial, update_progress,
-                              with_l1)
-from trainables.config import OPTIMIZERS, SCHEDULES
+from trainables.cifar import (DIVERGENCE_CHECK_EVERY, Progress, _epoch_inputs, batch_starts, epoch_settings, evaluate,
+                              evaluate_checkpoint, is_diverged, l1_weights, resolve_device, should_stop_early,
+                              to_device, train_epoch, train_trial, update_progress, with_l1)
+from trainables.config import OPTIMIZERS, SCHEDULES, TrialConfig
+from trainables.model import build_model
 from trainables.data import CifarArrays, load_cifar10
 from trainables.reporting import MemoryReporter
 
@@ -268,3 +269,43 @@ def test_real_training_beats_chance(cifar: CifarArrays) -> None:
     # Chance is 0.10 on 10 balanced classes (measured: 0.37 on the ~510 validation images).
     assert last[metrics.VAL_ACC] > 0.25, reporter.history
     assert np.isfinite([r[metrics.VAL_LOSS] for r in reporter.history]).all()
+
+
+def test_train_loss_is_plain_cross_entropy_on_val_losss_scale_under_label_smoothing(small: CifarArrays) -> None:
+    cfg = TrialConfig.from_dict({**TINY, "batch_norm": False, "label_smoothing": 0.3, "augment": False,
+                                 "batch_size": 40})
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    with torch.no_grad():
+        model.classifier.linear.weight.mul_(30)  # confident predictions: smoothed and plain CE differ a lot
+    split = to_device(small.train_images[:360], small.train_labels[:360], device=torch.device("cpu"))
+    settings = replace(epoch_settings(cfg, device=torch.device("cpu")), augment=False)
+    # lr 0: the weights stay put, so the epoch's mean batch loss is the loss of this one model.
+    stats = train_epoch(model, split, optimizer=torch.optim.SGD(model.parameters(), lr=0.0), scheduler=None,
+                        settings=settings, generator=torch.Generator().manual_seed(0))
+    plain, _ = evaluate(model, split, settings=settings)  # no dropout or batch norm: same as train mode
+    with torch.no_grad():
+        logits = model(augment.normalize(split.images))
+    smoothed = torch.nn.functional.cross_entropy(logits, split.labels, label_smoothing=0.3).item()
+    assert abs(smoothed - plain) > 0.5
+    assert stats.loss == pytest.approx(plain, rel=1e-4)
+
+
+def test_cutout_applies_with_augment_off_and_without_crop_or_flip(small: CifarArrays) -> None:
+    split = to_device(small.train_images[:64], small.train_labels[:64], device=torch.device("cpu"))
+    cfg = TrialConfig.from_dict({**TINY, "augment": False, "cutout": 8})
+    settings = replace(epoch_settings(cfg, device=torch.device("cpu")), channels_last=False)
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(0))
+    images, labels = _epoch_inputs(split, settings=settings, generator=torch.Generator().manual_seed(0))
+    original = augment.normalize(augment.take_rows(split.images, order))
+    assert torch.equal(labels, split.labels[order])
+    changed = (images != original).any(dim=1)  # pixels cut out, per image
+    assert changed.any(dim=(1, 2)).float().mean() > 0.9  # nearly every image has its square
+    assert changed.sum(dim=(1, 2)).max() <= 8 * 8  # and nothing else moved: no crop, no flip
+
+
+@pytest.mark.parametrize("key, value", [("image_size", 28), ("in_channels", 1), ("num_classes", 5)])
+def test_a_model_that_does_not_fit_the_data_fails_before_compute(small: CifarArrays, key: str, value: int) -> None:
+    with pytest.raises(ValueError, match=rf"`{key}` is {value}, but the data has .*Set {key}="):
+        train_trial({**TINY, key: value, "head_pooling": "flatten"}, data=small, reporter=MemoryReporter(),
+                    device="cpu")

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from trainables import metrics
-from trainables.cli import parse_value
-from trainables.cifar import main
+from trainables.cli import build_parser, parse_value, resolve_config
+from trainables.cifar import main, train_trial
+from trainables.data import load_cifar10
+from trainables.reporting import JsonLinesReporter, recover_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_SETS = ["--set", "num_blocks=2", "--set", "convs_per_block=1", "--set", "filters=4", "--set", "head_layers=0",
@@ -114,3 +116,61 @@ def test_bad_input_exit_code_in_a_subprocess(tmp_path: Path) -> None:
                                          ("sgd", "sgd"), ("0.5", 0.5), ("null", None)])
 def test_set_values_parse_like_json_then_yaml(text: str, value: object) -> None:
     assert parse_value(text) == value
+
+
+def test_a_model_that_does_not_fit_the_data_exits_2_before_training(cifar_dir: Path, tmp_path: Path, capsys) -> None:
+    err = _error(["--set", "image_size=28", "--set", "head_pooling=flatten", "--data-dir", str(cifar_dir),
+                  "--output", str(tmp_path / "run")], capsys)
+    assert "The value of `image_size` is 28, but the data has 32 (3×32×32 images, 10 classes). Set image_size=32" in err
+    assert not (tmp_path / "run").exists()
+
+
+DIVERGING = [*TINY_SETS, "--set", "batch_norm=false", "--set", "lr=10", "--epochs", "3", "--device", "cpu"]
+
+
+def test_a_run_that_diverged_is_neither_resumed_nor_overwritten(cifar_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main([*DIVERGING, "--data-dir", str(cifar_dir), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "diverged after epoch 1" in printed and "checkpoint: none (the first epoch diverged)" in printed
+    assert "diverged at epoch 1; there is nothing to resume" in _error(
+        [*DIVERGING, "--data-dir", str(cifar_dir), "--output", str(out), "--resume"], capsys)
+    assert "it holds a run that diverged; choose another --output" in _error(
+        [*DIVERGING, "--data-dir", str(cifar_dir), "--output", str(out)], capsys)
+
+
+class _KilledAfter(JsonLinesReporter):
+    """Dies like a killed process once ``n`` epochs are on disk."""
+
+    def __init__(self, n: int, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.n = n
+
+    def report(self, metrics_row, *, checkpoint_dir=None) -> None:
+        super().report(metrics_row, checkpoint_dir=checkpoint_dir)
+        if len(self.history) == self.n:
+            raise KeyboardInterrupt
+
+
+def test_resume_repairs_a_metrics_file_cut_between_checkpoint_and_row(cifar_dir: Path, tmp_path: Path,
+                                                                      capsys) -> None:
+    out, sets = tmp_path / "run", [*TINY_SETS, "--epochs", "3", "--data-dir", str(cifar_dir), "--device", "cpu"]
+    cfg = resolve_config(build_parser().parse_args([*sets, "--output", str(out)]))
+    with pytest.raises(KeyboardInterrupt):
+        train_trial(cfg, data=load_cifar10(cifar_dir), reporter=_KilledAfter(2, out / "metrics.jsonl", out),
+                    device="cpu")
+    rows = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 2
+    # Killed after epoch 2's checkpoint was in place but before its row was written: row 2 is gone.
+    (out / "metrics.jsonl").write_text(rows[0] + "\n")
+    assert main([*sets, "--output", str(out), "--resume"]) == 0
+    assert "it now does" in capsys.readouterr().out
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert _epochs(out / "metrics.jsonl") == [1, 2, 3] and lines[1] == rows[1]  # restored from the checkpoint
+
+
+def test_resume_recovers_the_checkpoint_moved_aside_mid_swap(tmp_path: Path) -> None:
+    (tmp_path / "checkpoint.old").mkdir()
+    (tmp_path / "checkpoint.old" / "checkpoint.pt").write_text("x")
+    assert recover_checkpoint(tmp_path) and (tmp_path / "checkpoint" / "checkpoint.pt").is_file()
+    assert not recover_checkpoint(tmp_path)  # a checkpoint in place is left alone

@@ -15,6 +15,7 @@ import ray
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
+from sweeps.capacity import trials_per_node
 from sweeps.config import SweepConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -31,14 +32,6 @@ def load(name: str) -> dict[str, Any]:
 def gpu_worker_types(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: spec for name, spec in config["available_node_types"].items()
             if name != config["head_node_type"] and spec.get("resources", {}).get("GPU", 0) > 0}
-
-
-def trials_per_node(resources: dict[str, float], *, cpus: float, gpus: float) -> int:
-    """How many trials of (cpus, gpus) fit on one node: the bin Ray's scheduler packs."""
-    fits = [resources.get("CPU", 0) / cpus]
-    if gpus > 0:
-        fits.append(resources.get("GPU", 0) / gpus)
-    return int(min(fits) + 1e-9)
 
 
 def ray_start_commands(config: dict[str, Any]) -> list[str]:

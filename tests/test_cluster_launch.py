@@ -126,7 +126,6 @@ def local_config(ns: Namespace, *, source: dict[str, Any]) -> dict[str, Any]:
     config["cluster_name"] = f"cnn-sweeps-test-{os.getpid()}"
     config["provider"] = {**source["provider"], "head_ip": "127.0.0.1", "worker_ips": []}
     config["auth"] = {"ssh_user": "root", "ssh_private_key": str(ns.key)}
-    config["min_workers"] = config["max_workers"] = 0
     config["setup_commands"] = [c for c in source["setup_commands"] if not any(s in c for s in SKIPPED_SETUP)]
     return config
 

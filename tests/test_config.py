@@ -133,3 +133,9 @@ def test_replace_revalidates() -> None:
     assert (cfg.train.epochs, cfg.model.filters) == (3, 8)
     with pytest.raises(ValueError, match=r"`epochs` is 0"):
         cfg.replace(epochs=0)
+
+
+def test_batch_norm_needs_two_images_per_step() -> None:
+    with pytest.raises(ValueError, match=r"`batch_size` is 1, but must be >= 2 when `batch_norm` is on.*batch_norm=false"):
+        TrialConfig.from_dict({"batch_size": 1})
+    assert TrialConfig.from_dict({"batch_size": 1, "batch_norm": False}).train.batch_size == 1

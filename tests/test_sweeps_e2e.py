@@ -179,3 +179,38 @@ def test_forced_state_snapshots_do_not_flood_the_output(ray_session, data, tmp_p
         tune_state_logger.removeHandler(caplog.handler)
     assert outcome.ok
     assert not [r for r in caplog.records if "Experiment state snapshotting" in r.getMessage()]
+
+
+def test_a_gpu_sweep_on_a_fresh_ray_up_cluster_is_sized_for_the_workers_its_autoscaler_adds(
+        ray_session, data, tmp_path, monkeypatch):
+    # Right after `ray up cluster.yaml` only the CPU head is up (GPU workers have min_workers 0):
+    # here that head is this 2-CPU, no-GPU Ray, and ~/ray_bootstrap_config.yaml is what `ray up`
+    # writes on it (Ray's own prepare_config of cluster.yaml).
+    import yaml
+    from ray.autoscaler._private.util import prepare_config
+
+    cfg = _cfg(tmp_path, address="auto", gpus_per_trial=0.25, cpus_per_trial=1, max_concurrent=0, search="random")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(ValueError, match=r"`gpus_per_trial` is 0.25, but the Ray cluster has no GPU"):
+        prepare(cfg, data=data)  # no autoscaler config: no GPU will ever come
+
+    repo = Path(__file__).resolve().parents[1]
+    bootstrap = prepare_config(yaml.safe_load((repo / "cluster.yaml").read_text()))
+    (tmp_path / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump(bootstrap))
+    prepared = prepare(cfg, data=data)
+    # Sized for 8 g5 workers x 4 trials, so Tune asks for them and the autoscaler adds them.
+    assert prepared.cfg.max_concurrent == 32
+    assert "0 GPUs now, the autoscaler may add up to 8 workers; up to 32 trials at once" in prepared.plan
+    assert not prepared.owns_ray
+
+    too_big = cfg.replace(gpus_per_trial=2.0)
+    with pytest.raises(ValueError, match=r"no worker type its autoscaler may add \(ray.worker.gpu_ondemand, "
+                                         r"ray.worker.gpu_spot\) holds 2 GPU \+ 1 CPU"):
+        prepare(too_big, data=data)
+
+
+def test_a_trial_bigger_than_every_local_node_is_refused_before_any_trial(ray_session, data, tmp_path):
+    with pytest.raises(ValueError, match=r"are 4 and 0, but no node that is up holds that much "
+                                         r"\(nodes up: 2 CPU \+ 0 GPU\)\. Lower --cpus-per-trial"):
+        prepare(_cfg(tmp_path, cpus_per_trial=4, max_concurrent=0), data=data)
+    assert not (tmp_path / "sweep").exists()

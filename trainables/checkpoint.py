@@ -6,7 +6,8 @@
 - ``model``, ``optimizer``, ``scheduler``: their ``state_dict()``s;
 - ``rng``: ``torch_cpu`` (and ``torch_cuda``, one tensor per GPU, or ``torch_mps``) global RNG
   states (weight init and dropout draw from these), and
-  ``generator``, the trial's own generator that drives shuffling and augmentation. These are
+  ``generator``, the trial's own generator that drives shuffling and augmentation, with
+  ``generator_device``, the kind of device it draws on. These are
   restored, not re-seeded, so a resumed trial draws exactly the batches it would have drawn;
 - ``epoch``: epochs completed; ``finished``: True once patience stopped the trial; ``progress``:
   the best-so-far and patience state; ``metrics``: the last report; ``config``: the flat
@@ -26,7 +27,8 @@ CONFIG_FILE = "config.json"
 
 def capture_rng(generator: torch.Generator) -> dict[str, Any]:
     """Every RNG state a training epoch draws from, as CPU tensors."""
-    states: dict[str, Any] = {"torch_cpu": torch.get_rng_state(), "generator": generator.get_state()}
+    states: dict[str, Any] = {"torch_cpu": torch.get_rng_state(), "generator": generator.get_state(),
+                              "generator_device": generator.device.type}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["torch_cuda"] = torch.cuda.get_rng_state_all()
     if torch.backends.mps.is_available():
@@ -35,6 +37,14 @@ def capture_rng(generator: torch.Generator) -> dict[str, Any]:
 
 
 def restore_rng(states: Mapping[str, Any], generator: torch.Generator) -> None:
+    saved = states.get("generator_device", generator.device.type)  # absent in older checkpoints
+    if saved != generator.device.type:
+        # A CUDA generator's state (seed, offset) has another format than a CPU one's: set_state
+        # would fail with an opaque error, and another device would draw other batches anyway.
+        raise ValueError(f"The checkpoint was trained on {saved}, but this run uses {generator.device.type}: "
+                         f"a trial resumes on the kind of device it started on, so its shuffling and "
+                         f"augmentation continue exactly. Resume with --device {saved} (or, in a sweep, "
+                         "the same --gpus-per-trial), or start a fresh run.")
     torch.set_rng_state(states["torch_cpu"])
     generator.set_state(states["generator"])
     if "torch_cuda" in states and torch.cuda.is_available():

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables import augment, checkpoint, metrics
-from trainables.config import DEVICES, TrainConfig, TrialConfig
+from trainables.config import DEVICES, ModelConfig, TrainConfig, TrialConfig
 from trainables.data import CifarArrays, stratified_split
 from trainables.model import apply_max_norm, build_model, count_parameters, plan_layers
 from trainables.optim import build_optimizer, build_scheduler, current_lr, steps_per_epoch
@@ -54,9 +54,9 @@ class EpochSettings:
 
     batch_size: int  # images per optimiser step
     loss_fn: nn.Module  # the training criterion (cross-entropy, maybe label-smoothed)
-    augment: bool = True  # random crop + flip (+ cutout) on the device
+    augment: bool = True  # random crop + flip on the device
     crop_padding: int = 4  # pixels
-    cutout: int = 0  # pixels; 0 = off
+    cutout: int = 0  # pixels; 0 = off (independent of augment)
     l1: float = 0.0  # L1 coefficient on conv/dense weights, added to the loss
     max_norm: float = 0.0  # per-unit max weight norm after each step; 0 = off
     divergence_limit: float = math.inf  # a batch loss above this (or non-finite) ends the trial
@@ -148,9 +148,11 @@ def _epoch_inputs(split: DeviceSplit, *, settings: EpochSettings,
     """
     order = torch.randperm(len(split), device=split.labels.device, generator=generator)
     # The shuffle rides on the copy the augmentation makes anyway (one pass over the epoch, not two).
-    if settings.augment:
-        images = augment.augment_batch(split.images, generator=generator, crop_padding=settings.crop_padding,
-                                       cutout=settings.cutout, order=order)
+    if settings.augment or settings.cutout > 0:
+        # Cutout is its own setting: with augment off it still applies, without the crop and flip.
+        images = augment.augment_batch(split.images, generator=generator,
+                                       crop_padding=settings.crop_padding if settings.augment else 0,
+                                       flip=settings.augment, cutout=settings.cutout, order=order)
     else:
         images = augment.take_rows(split.images, order)
     return _normalized(images, settings=settings), split.labels[order]
@@ -191,6 +193,9 @@ def train_epoch(model: nn.Module, split: DeviceSplit, *, optimizer: torch.optim.
     # Per-step results go into preallocated buffers (one small kernel each, no host sync) and
     # are reduced once at the end of the epoch.
     losses = torch.empty(len(starts), device=device)
+    # train_loss is reported as plain cross-entropy, like val_loss: a label-smoothed loss has a
+    # floor above 0 and sits above val_loss even where the model fits the training data better.
+    smoothed = getattr(settings.loss_fn, "label_smoothing", 0.0) > 0
     predictions = torch.empty(len(starts) * size, dtype=torch.long, device=device)
     steps, lr, diverged = 0, current_lr(optimizer), False
     start = time.perf_counter()
@@ -209,7 +214,7 @@ def train_epoch(model: nn.Module, split: DeviceSplit, *, optimizer: torch.optim.
             scheduler.step()
         if settings.max_norm > 0:
             apply_max_norm(model, settings.max_norm)
-        losses[steps] = loss.detach()
+        losses[steps] = F.cross_entropy(logits.detach().float(), y) if smoothed else loss.detach()
         torch.argmax(logits.detach(), dim=1, out=predictions[first:first + size])
         steps += 1
         # max() keeps a NaN, so one read covers non-finite and exploding losses alike.
@@ -290,10 +295,20 @@ class _Trial:
     finished: bool = False  # early-stopped: nothing left to train on resume
 
 
+def check_fits_data(model: ModelConfig, data: CifarArrays) -> None:
+    """The model's input and output sizes must match the data's; else the first step fails deep
+    inside torch with a shape error. Callers run this before any compute."""
+    channels, size = data.train_images.shape[1], data.train_images.shape[2]
+    for key, value, actual in (("in_channels", model.in_channels, channels), ("image_size", model.image_size, size),
+                               ("num_classes", model.num_classes, data.num_classes)):
+        if value != actual:
+            raise ValueError(f"The value of `{key}` is {value}, but the data has {actual} "
+                             f"({channels}×{size}×{size} images, {data.num_classes} classes). "
+                             f"Set {key}={actual}, or drop the key to use that default.")
+
+
 def _setup(cfg: TrialConfig, *, data: CifarArrays, device: torch.device) -> _Trial:
-    if data.num_classes != cfg.model.num_classes:
-        raise ValueError(f"The value of `num_classes` is {cfg.model.num_classes}, but the data has "
-                         f"{data.num_classes} classes. Set num_classes={data.num_classes}.")
+    check_fits_data(cfg.model, data)
     train_idx, val_idx = stratified_split(data.train_labels, val_fraction=cfg.train.val_fraction,
                                           seed=cfg.train.seed)
     if device.type == "cuda":

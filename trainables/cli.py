@@ -18,15 +18,14 @@ from typing import Any, Mapping
 import yaml
 
 from trainables import metrics
-from trainables.checkpoint import CHECKPOINT_FILE, check_same_config, read_config
-from trainables.cifar import evaluate_checkpoint, resolve_device, train_trial
+from trainables.checkpoint import CHECKPOINT_FILE, check_same_config, read_checkpoint, read_config
+from trainables.cifar import check_fits_data, evaluate_checkpoint, resolve_device, train_trial
 from trainables.config import DEVICES, TrialConfig
 from trainables.data import default_data_dir, load_cifar10
 from trainables.model import plan_layers
-from trainables.reporting import JsonLinesReporter, MemoryReporter
+from trainables.reporting import CHECKPOINT_DIR, JsonLinesReporter, MemoryReporter, recover_checkpoint
 
 METRICS_FORMATS = {"jsonl": "metrics.jsonl", "csv": "metrics.csv"}
-CHECKPOINT_DIR = "checkpoint"  # MemoryReporter keeps the latest checkpoint under this name
 TEST_METRICS_FILE = "test_metrics.json"
 
 
@@ -174,21 +173,69 @@ def resolve_config(args: argparse.Namespace) -> TrialConfig:
     return cfg
 
 
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The metrics rows a run wrote so far (CSV values stay strings)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        if path.suffix == ".csv":
+            return list(csv.DictReader(f))
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _epoch_of(row: Mapping[str, Any]) -> int:
+    return int(float(row[metrics.EPOCH]))
+
+
+def _diverged(rows: list[dict[str, Any]]) -> bool:
+    return bool(rows) and float(rows[-1].get(metrics.DIVERGED) or 0) == 1
+
+
 def check_output(args: argparse.Namespace, cfg: TrialConfig) -> Path | None:
     """The checkpoint to resume from (None for a fresh run); refuses to mix two runs in one folder."""
     out = Path(args.output)
     ckpt = out / CHECKPOINT_DIR
     metrics_file = out / METRICS_FORMATS[args.metrics_format]
+    rows = read_rows(metrics_file)
     if args.resume:
+        recover_checkpoint(out)  # a crash mid-swap leaves the previous checkpoint aside
+        if _diverged(rows):
+            # No checkpoint is written for the diverged epoch: resuming would run it again from the
+            # epoch before, with the same batches, and diverge again.
+            raise UsageError(f"The run in {str(out)!r} diverged at epoch {_epoch_of(rows[-1])}; there is nothing to "
+                             "resume. Start a fresh run with another --output (e.g. with a lower lr).")
         if not (ckpt / CHECKPOINT_FILE).is_file():
             raise UsageError(f"`--resume` was given, but {ckpt / CHECKPOINT_FILE} does not exist. "
                              "Drop --resume to start fresh, or point --output at a run's folder.")
         check_same_config(read_config(ckpt), cfg.to_dict(), where=str(ckpt))
         return ckpt
     if metrics_file.exists() or ckpt.exists():
-        raise UsageError(f"The value of `--output` is {str(out)!r}, but it already holds a run. "
-                         "Pass --resume to continue it, or choose another --output.")
+        what = ("it holds a run that diverged" if _diverged(rows) and not ckpt.exists()
+                else "it already holds a run. Pass --resume to continue it, or")
+        raise UsageError(f"The value of `--output` is {str(out)!r}, but {what}; choose another --output "
+                         "(or delete that folder to reuse it).")
     return None
+
+
+def reconcile_metrics(path: Path, ckpt: Path) -> int:
+    """Make the metrics file end at the checkpoint's epoch before a resume appends to it.
+
+    A kill between an epoch's checkpoint and its metrics row (or the reverse) leaves the file one
+    row short or ahead; the resumed run would then skip a row or write one twice. The checkpoint
+    keeps its epoch's row, so a missing one is restored from it. Returns the rows changed.
+    """
+    state = read_checkpoint(ckpt)
+    rows = read_rows(path)
+    kept = [r for r in rows if _epoch_of(r) <= state["epoch"]]
+    if state["metrics"] and (not kept or _epoch_of(kept[-1]) < state["epoch"]):
+        kept.append(dict(state["metrics"]))
+    changed = len(rows) - len(kept) if len(kept) < len(rows) else len(kept) - len(rows)
+    if kept != rows:
+        path.unlink(missing_ok=True)
+        sink = CsvReporter(path) if path.suffix == ".csv" else JsonLinesReporter(path)
+        for row in kept:
+            sink.report(row)
+    return changed
 
 
 def summary(history: list[Mapping[str, Any]], *, seconds: float) -> str:
@@ -212,20 +259,25 @@ def run_cli(argv: list[str] | None = None) -> int:
             raise UsageError(f"The value of `--num-threads` is {args.num_threads}, but must be >= 1. "
                              "Omit it for torch's default.")
         data = load_cifar10(args.data_dir or default_data_dir(), download=args.download)
+        check_fits_data(cfg.model, data)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / METRICS_FORMATS[args.metrics_format]
+    if resume_from is not None and reconcile_metrics(metrics_path, Path(resume_from)):
+        print(f"{metrics_path} did not end at the checkpoint's epoch (the run was killed between the two); "
+              "it now does.")
     sink_cls = JsonLinesReporter if args.metrics_format == "jsonl" else CsvReporter
     sink = sink_cls(metrics_path, out, resume_from=resume_from)
     start = time.perf_counter()
     train_trial(cfg, data=data, reporter=PrintingReporter(sink), device=args.device, num_threads=args.num_threads)
     print(summary(sink.history, seconds=time.perf_counter() - start))
-    print(f"metrics: {metrics_path}  checkpoint: {out / CHECKPOINT_DIR}")
+    ckpt = out / CHECKPOINT_DIR
+    has_ckpt = (ckpt / CHECKPOINT_FILE).is_file()
+    print(f"metrics: {metrics_path}  checkpoint: {ckpt if has_ckpt else 'none (the first epoch diverged)'}")
     if args.evaluate_test:
-        ckpt = out / CHECKPOINT_DIR
-        if not (ckpt / CHECKPOINT_FILE).is_file():
+        if not has_ckpt:
             print("No checkpoint to evaluate on the test split (the first epoch diverged).", file=sys.stderr)
             return 1
         test = evaluate_checkpoint(str(ckpt), data=data, device=args.device)

@@ -131,14 +131,17 @@ class TrainConfig:
     schedule: str = "cosine"  # constant, step, exponential, cosine, onecycle or cyclic
     step_size: int = 10  # step: epochs between decays; cyclic: epochs per half cycle
     gamma: float = 0.1  # step: decay factor; exponential: per-epoch factor is gamma ** (1/step_size)
-    warmup_epochs: float = 0.0  # linear warmup from lr/10, epochs (not for onecycle, which warms itself)
+    # Linear warmup from lr/10, epochs. onecycle and cyclic rise from a low lr by construction:
+    # onecycle takes this as the length of its rising phase (default 30% of the steps), and
+    # cyclic ignores it (its first half cycle, step_size epochs, is its warmup).
+    warmup_epochs: float = 0.0
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     batch_size: int = 128  # training images per step
     epochs: int = 10  # maximum epochs for this trial
     early_stopping_patience: int = 0  # stop after this many epochs without a lower val_loss; 0 = off
     augment: bool = True  # random crop with padding and horizontal flip, on the device
     crop_padding: int = 4  # random-crop padding, pixels
-    cutout: int = 0  # side of the random square zeroed per image, pixels; 0 = off
+    cutout: int = 0  # side of the random square filled per image, pixels; 0 = off (applies with augment off too)
     val_fraction: float = 0.1  # share of the training images held out (stratified) for validation
     seed: int = 0  # seeds weights, the split, shuffling and augmentation
     divergence_factor: float = 10.0  # loss above factor * ln(num_classes) counts as exploding
@@ -214,6 +217,13 @@ class TrialConfig:
     def to_dict(self) -> dict[str, Any]:
         """The flat dict form (saved in every checkpoint and logged as params)."""
         return {**dataclasses.asdict(self.model), **dataclasses.asdict(self.train)}
+
+    def __post_init__(self) -> None:
+        # Rules that span both sections. A BatchNorm layer in training mode needs two values per
+        # channel; with one image per step the head's BatchNorm1d has one, and torch fails mid-epoch.
+        if self.model.batch_norm and self.train.batch_size < 2:
+            _fail("batch_size", self.train.batch_size, "must be >= 2 when `batch_norm` is on (BatchNorm needs "
+                  "two images per step to normalise)", "Set batch_size >= 2, or batch_norm=false.")
 
     def replace(self, **changes: Any) -> "TrialConfig":
         return TrialConfig.from_dict({**self.to_dict(), **changes})

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 # Reported once per epoch by the trainable (so Ray's training_iteration == epoch).
 EPOCH = "epoch"
+# train_*: means over the epoch's training steps, as trained: augmented images, dropout on, the
+# weights moving between steps (so they lag the end-of-epoch model a little). train_loss is plain
+# cross-entropy (never label-smoothed, never with the L1 term), on val_loss's scale.
 TRAIN_LOSS = "train_loss"
 TRAIN_ACC = "train_acc"
+# val_*: the end-of-epoch model in eval mode on the held-out split, plain cross-entropy.
 VAL_LOSS = "val_loss"
 VAL_ACC = "val_acc"
 LR = "lr"

@@ -86,7 +86,7 @@ def _main_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, *, steps_
 
 
 def steps_per_epoch(num_images: int, batch_size: int) -> int:
-    """Optimiser steps in one epoch: full batches only (see ``trainables.cifar.batch_bounds``)."""
+    """Optimiser steps in one epoch: full batches only (see ``trainables.cifar.batch_starts``)."""
     return max(1, num_images // batch_size)
 
 

@@ -23,6 +23,23 @@ class Reporter(Protocol):
         """A checkpoint directory to resume from, or None to start from scratch."""
 
 
+CHECKPOINT_DIR = "checkpoint"  # MemoryReporter keeps the latest checkpoint under this name
+CHECKPOINT_TMP = "checkpoint.tmp"  # the next one, while it is copied
+CHECKPOINT_OLD = "checkpoint.old"  # the previous one, during the swap
+
+
+def recover_checkpoint(root: str | Path) -> bool:
+    """Put back the previous checkpoint when a crash mid-swap left none under ``checkpoint``.
+    Returns whether it did. The old one, not ``checkpoint.tmp``: a reporter writes an epoch's
+    metrics after its checkpoint is in place, so the old one matches the metrics on disk."""
+    root = Path(root)
+    target, old = root / CHECKPOINT_DIR, root / CHECKPOINT_OLD
+    if target.exists() or not old.is_dir():
+        return False
+    old.rename(target)
+    return True
+
+
 class MemoryReporter:
     """Keeps every report in ``history`` and the latest checkpoint in a folder (tests, benchmarks)."""
 
@@ -35,14 +52,17 @@ class MemoryReporter:
     def report(self, metrics: Mapping[str, Any], *, checkpoint_dir: str | None = None) -> None:
         self.history.append(dict(metrics))
         if checkpoint_dir is not None and self._root is not None:
-            target = self._root / "checkpoint"
-            tmp = self._root / "checkpoint.tmp"
+            target, tmp, old = (self._root / name for name in (CHECKPOINT_DIR, CHECKPOINT_TMP, CHECKPOINT_OLD))
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(checkpoint_dir, tmp)
-            # Swap in the new checkpoint only once it is complete, so a crash mid-copy
-            # leaves the previous epoch's checkpoint usable.
-            shutil.rmtree(target, ignore_errors=True)
+            # Swap in the new checkpoint only once it is complete, and move the previous one aside
+            # rather than deleting it first: a crash at any point leaves one whole checkpoint under
+            # `checkpoint` or `checkpoint.old` (recover_checkpoint puts the latter back).
+            shutil.rmtree(old, ignore_errors=True)
+            if target.exists():
+                target.rename(old)
             tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
             self.latest_checkpoint = str(target)
 
     def restore_dir(self) -> str | None:
