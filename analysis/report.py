@@ -203,7 +203,7 @@ def _default_tracking_uri() -> str | None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
     p.add_argument("sweep", help="Ray experiment folder, sweeps.compare folder, or (with --tracking-uri) an "
                                  "MLflow experiment name / parent run id")
     p.add_argument("--tracking-uri", default=_default_tracking_uri(),

@@ -162,7 +162,8 @@ def _best(folder: Path) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sweeps.backfill", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sweeps.backfill", description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False)
     parser.add_argument("folder", help="the sweep's experiment folder: <storage path>/<name>")
     add_tracking_args(parser)
     ns = parser.parse_args(argv)

@@ -15,14 +15,16 @@ import sys
 import textwrap
 from typing import Any, Sequence
 
-from sweeps.config import (DEFAULT_MAX_EPOCHS, DEFAULT_NUM_SAMPLES, SCHEDULERS, SEARCHES, SMOKE_GRACE_PERIOD,
+from sweeps.config import (CONFIG_FILE, DEFAULT_MAX_EPOCHS, DEFAULT_NUM_SAMPLES, SCHEDULERS, SEARCHES, SMOKE_GRACE_PERIOD,
                            SMOKE_MAX_EPOCHS, SMOKE_NUM_SAMPLES, SMOKE_SUBSET, SweepConfig, check_address)
 from sweeps.tracking_config import TRACKING_ARGS, add_tracking_args, tracking_from_args
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130  # 130: the shell's code for Ctrl-C
 
+# In the epilog, not in --space's help: argparse keeps line breaks only in the description and the
+# epilog (RawDescriptionHelpFormatter), and reflowed into one paragraph this schema cannot be read.
 SPACE_HELP = textwrap.dedent("""\
-    search space file (YAML or JSON), one entry per hyperparameter of trainables.config:
+    space file (--space FILE, YAML or JSON), one entry per hyperparameter of trainables.config:
       lr: {loguniform: [1.0e-4, 1.0e-1]}     head_dropout: {uniform: [0.0, 0.5]}
       filters: {quniform: [16, 64, 16]}      num_blocks: {randint: [2, 5]}  (high excluded)
       batch_size: {choice: [64, 128]}        weight_decay: {grid: [1.0e-4, 5.0e-4]}  (not with hyperopt)
@@ -30,7 +32,7 @@ SPACE_HELP = textwrap.dedent("""\
     optional per entry: reason: "why this range". Optional starting points for hyperopt (random and
     grid ignore them): points_to_evaluate: [{lr: 0.05, batch_size: 64}]. Default: the built-in space.""")
 
-EPILOG = textwrap.dedent("""\
+EPILOG = SPACE_HELP + "\n\n" + textwrap.dedent("""\
     examples:
       python -m sweeps.cifar --smoke                      # under a minute on 2 cores
       python -m sweeps.cifar --print-space                # the default space, with reasons
@@ -43,8 +45,11 @@ EPILOG = textwrap.dedent("""\
 
 def build_parser() -> argparse.ArgumentParser:
     d = SweepConfig()
+    # allow_abbrev=False: an abbreviation like --print would otherwise pass for --print-space to argparse
+    # (and start a sweep), and every later flag that shares a prefix would change what old ones mean.
     p = argparse.ArgumentParser(prog="python -m sweeps.cifar", description=__doc__.split("\n\n")[1],
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     s = p.add_argument_group("search")
     s.add_argument("--search", choices=SEARCHES, default=d.search,
                    help="hyperopt: seeded TPE with known-good starting points; random: random sampling; "
@@ -52,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler", choices=SCHEDULERS, default=d.scheduler,
                    help="early stopping: asha (async successive halving), hyperband (pauses/resumes trials "
                         "from checkpoints), fifo (none) (default: %(default)s)")
-    s.add_argument("--space", metavar="FILE", help=SPACE_HELP)
+    s.add_argument("--space", metavar="FILE", help="search space file, YAML or JSON (format below; default: the "
+                   "built-in space)")
     s.add_argument("--print-space", action="store_true", help="print the space the sweep would use, with the "
                    "reason for each range, and exit")
     s.add_argument("--num-samples", type=int, metavar="N", help=f"trials to sample; with grid, repeats of the "
@@ -68,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "full size, with every worker its autoscaler may add); hyperband takes only 0 "
                    "(default: %(default)s)")
     s.add_argument("--seed", type=int, default=d.seed, help="seeds the searcher and every trial (default: %(default)s)")
+    s.add_argument("--startup-trials", type=int, default=d.startup_trials, metavar="N",
+                   help="hyperopt: trials before TPE models the results, starting points included; 0 = a quarter "
+                   "of --num-samples, within 3-20 (default: %(default)s)")
     s.add_argument("--smoke", action="store_true", help=f"tiny space, {SMOKE_NUM_SAMPLES} trials of up to "
                    f"{SMOKE_MAX_EPOCHS} epochs, {SMOKE_SUBSET} training images: under a minute on 2 cores")
     r = p.add_argument_group("resources and cluster")
@@ -141,22 +150,28 @@ def parse_args(argv: Sequence[str] | None = None) -> SweepConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        cfg = parse_args(argv)
+        ns = build_parser().parse_args(argv)
+        cfg = SweepConfig(**_resolve(ns))
+        if ns.print_space and cfg.resume:
+            raise ValueError("--print-space shows the space a new sweep would use, but --resume continues a sweep "
+                             "with the space it started with. Drop one of the two (the resumed sweep's settings "
+                             f"are in its {CONFIG_FILE}).")
         from sweeps.space import format_space
         from sweeps.space_builtin import resolve_space
 
         # Space and address are checked before torch and Ray are imported (tens of seconds on a
         # busy machine), so those mistakes fail in about a second. A resumed sweep keeps its space.
         space = None if cfg.resume else resolve_space(search=cfg.search, smoke=cfg.smoke, path=cfg.space,
-                                                      max_epochs=cfg.max_epochs, seed=cfg.seed)
-        if "--print-space" in argv and space is not None:
+                                                      max_epochs=cfg.max_epochs, seed=cfg.seed,
+                                                      num_samples=cfg.num_samples)
+        if ns.print_space and space is not None:
             print(format_space(space))
             return EXIT_OK
         check_address(cfg.address)
         from sweeps.tracking import check_tracking, for_sweep
         from sweeps.tuner import execute, prepare, report_text  # Ray is imported only to sweep
 
-        tracking = tracking_from_args(build_parser().parse_args(argv))
+        tracking = tracking_from_args(ns)
         if tracking.enabled:
             check_tracking(tracking)  # an unreachable/malformed MLflow URI: TrackingError, a ValueError
         # Every input check, before any trial: SweepInputError is a ValueError.

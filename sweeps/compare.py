@@ -42,9 +42,12 @@ from analysis.strategies import ANYTIME_FILE, SUMMARY_FILE, format_strategy_tabl
 from sweeps import anytime as at
 from sweeps.config import SMOKE_GRACE_PERIOD, SMOKE_MAX_EPOCHS, SMOKE_SUBSET, SweepConfig
 from sweeps.space_builtin import resolve_space
+from sweeps.strategies import hyperopt_startup_trials
 from sweeps.tracking import check_tracking, for_sweep, log_comparison
 from sweeps.tracking_config import TrackingConfig, add_tracking_args, tracking_from_args
-from sweeps.tuner import connect, execute, load_data, prepare
+from sweeps.capacity import read_autoscaling
+from sweeps.config import SweepInputError
+from sweeps.tuner import check_resources, connect, execute, load_data, prepare
 from trainables import metrics
 
 # Strategy name -> (search, scheduler), both as SweepConfig spells them.
@@ -124,6 +127,11 @@ class CompareConfig:
             # the budget is in trial-epochs, so this leaves the comparison equal.
             max_concurrent=0 if scheduler == "hyperband" else self.sweep.max_concurrent,
             num_samples=1 if search == "grid" else self.trial_epoch_budget,
+            # num_samples is the budget in trial-epochs, an upper bound on trials; TPE's random start-up
+            # is sized as for a sweep of the full-length trials the budget buys, else it would stay
+            # random for most of the budget (a quarter of B = 72 is 18 trials, of 6 full ones).
+            startup_trials=(hyperopt_startup_trials(self.trial_epoch_budget // self.sweep.max_epochs)
+                            if search == "hyperopt" else 0),
             space=self.grid_space if search == "grid" else self.sweep.space,
             name=f"compare-{strategy.replace('+', '-')}-seed{seed}",
             evaluate_best=False,  # the comparison reads validation accuracy only
@@ -198,6 +206,7 @@ class Comparison:
     summary: pd.DataFrame  # the summary.csv rows
     output_dir: Path
     run_id: str | None = None  # the MLflow comparison run, when tracking is on
+    interrupted: str = ""  # the strategy and seed a Ctrl-C cut short (left out of the results), if any
 
 
 def check_inputs(cfg: CompareConfig) -> None:
@@ -210,7 +219,9 @@ def check_inputs(cfg: CompareConfig) -> None:
 
 
 def _run_one(cfg: CompareConfig, strategy: str, *, seed: int, data: Any, tracking: TrackingConfig,
-             stamp: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+             stamp: str) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """One strategy and seed on the budget; None when a Ctrl-C cut it short (its numbers would
+    otherwise pass for a finished sweep's)."""
     budget = cfg.trial_epoch_budget
     sweep = cfg.sweep_config(strategy, seed=seed)
     # The stamp keeps a rerun into the same output folder from mixing with an earlier run's trials.
@@ -222,7 +233,12 @@ def _run_one(cfg: CompareConfig, strategy: str, *, seed: int, data: Any, trackin
     outcome = execute(prepared, callbacks=callbacks, stop=TrialEpochBudget(budget))
     if tracker is not None:
         tracker.log_summary(outcome.summary)
-    anytime, row = summary_row(recorder.frame(), strategy=strategy, seed=seed, budget=budget, target=cfg.target)
+    # Reaching the budget also ends the experiment with trials cut off (a Stopper's stop_all ends
+    # it the way an interrupt does), so only a sweep cut off short of its budget was interrupted.
+    frame = recorder.frame()
+    if outcome.cut_off and len(frame.drop_duplicates([metrics.TRIAL_ID, metrics.TRAINING_ITERATION])) < budget:
+        return None
+    anytime, row = summary_row(frame, strategy=strategy, seed=seed, budget=budget, target=cfg.target)
     note = "" if row[at.TRIAL_EPOCHS] == budget else f" (ran out of trials before the budget of {budget})"
     print(f"[compare] {strategy} seed {seed}: best {metrics.VAL_ACC} {row[at.BEST_VAL_ACC]:.4f} in "
           f"{row[at.TRIAL_EPOCHS]} trial-epochs{note}, {row[TRIALS]} trials, epochs to {cfg.target:g}: "
@@ -258,7 +274,12 @@ def validate(cfg: CompareConfig, *, tracking: TrackingConfig, data: Any = None) 
     if tracking.enabled:
         check_tracking(tracking)
     check_inputs(cfg)
-    return data if data is not None else load_data(cfg.sweep.replace(seed=0))
+    if data is not None:
+        return data
+    try:
+        return load_data(cfg.sweep.replace(seed=0))
+    except (OSError, RuntimeError) as exc:  # a missing/corrupt dataset, a failed download
+        raise SweepInputError(str(exc)) from exc
 
 
 def run_comparison(cfg: CompareConfig, *, data: Any = None, tracking: TrackingConfig | None = None) -> Comparison:
@@ -266,6 +287,13 @@ def run_comparison(cfg: CompareConfig, *, data: Any = None, tracking: TrackingCo
     interrupted comparison leaves usable results."""
     tracking = tracking if tracking is not None else TrackingConfig(enabled=False)
     data = validate(cfg, tracking=tracking, data=data)
+    owns_ray = connect(cfg.sweep)  # one Ray for all sweeps: each prepare() then joins it
+    try:  # before anything is written: a trial that fits no node is bad input, like a bad flag
+        check_resources(cfg.sweep, scaling=read_autoscaling() if cfg.sweep.address is not None else None)
+    except SweepInputError:
+        if owns_ray:
+            ray.shutdown()
+        raise
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     budget = cfg.trial_epoch_budget
@@ -274,31 +302,36 @@ def run_comparison(cfg: CompareConfig, *, data: Any = None, tracking: TrackingCo
     print(f"[compare] {len(cfg.strategies)} strategies x {len(cfg.seeds)} seeds, budget {budget} trial-epochs each "
           f"(max {cfg.sweep.max_epochs} epochs/trial), target {metrics.VAL_ACC} >= {cfg.target:g}", flush=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    owns_ray = connect(cfg.sweep)  # one Ray for all sweeps: each prepare() then joins it
     curves: list[pd.DataFrame] = []
     rows: list[dict[str, Any]] = []
+    interrupted = ""
     try:
-        for seed in cfg.seeds:  # seeds outermost: an interrupted run still covers every strategy
-            for strategy in cfg.strategies:
-                curve, row = _run_one(cfg, strategy, seed=seed, data=data, tracking=tracking, stamp=stamp)
-                curves.append(curve)
-                rows.append(row)
-                write_outputs(pd.concat(curves, ignore_index=True), pd.DataFrame(rows), out=out,
-                              target=cfg.target, budget=budget)
+        # Seeds outermost: an interrupted run still covers every strategy.
+        for seed, strategy in ((seed, strategy) for seed in cfg.seeds for strategy in cfg.strategies):
+            done = _run_one(cfg, strategy, seed=seed, data=data, tracking=tracking, stamp=stamp)
+            if done is None:
+                interrupted = f"{strategy} seed {seed}"
+                break
+            curves.append(done[0])
+            rows.append(done[1])
+            write_outputs(pd.concat(curves, ignore_index=True), pd.DataFrame(rows), out=out,
+                          target=cfg.target, budget=budget)
     finally:
         if owns_ray:
             ray.shutdown()
-    anytime, summary = pd.concat(curves, ignore_index=True), pd.DataFrame(rows)
+    anytime = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=list(at.ANYTIME_COLUMNS))
+    summary = pd.DataFrame(rows)
     run_id = None
     if tracking.enabled:
         params = {"strategies": ",".join(cfg.strategies), "seeds": ",".join(map(str, cfg.seeds)),
                   "budget_trial_epochs": budget, "target": cfg.target, "max_epochs": cfg.sweep.max_epochs}
         run_id = log_comparison(out, tracking=tracking, name=f"compare-{stamp}", params=params)
-    return Comparison(anytime=anytime, summary=summary, output_dir=out, run_id=run_id)
+    return Comparison(anytime=anytime, summary=summary, output_dir=out, run_id=run_id, interrupted=interrupted)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sweeps.compare", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m sweeps.compare", description=__doc__.split("\n\n")[0],
+                                allow_abbrev=False)
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), metavar="S",
                    help=f"strategies to run, of: {', '.join(STRATEGIES)} (default: all)")
     p.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="seeds (default: 0 1 2; smoke: 0)")
@@ -321,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default: 0)")
     p.add_argument("--address", help="Ray cluster address; default: start Ray locally")
     p.add_argument("--data-dir", help="CIFAR-10 folder (default: as sweeps.cifar)")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                   help="download CIFAR-10 with torchvision when no local copy is found; --no-download fails "
+                   "instead (default: yes)")
     p.add_argument("--subset", type=int,
                    help=f"stratified subsample of training images; 0 = all (smoke {SMOKE_SUBSET})")
     p.add_argument("--storage-path", help="Ray results folder or URI (default: <output-dir>/ray_results)")
@@ -338,7 +374,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[CompareConfig, Tracki
         grace_period=ns.grace_period if ns.grace_period is not None else SMOKE_GRACE_PERIOD if smoke else 1,
         reduction_factor=ns.reduction_factor, space=ns.space, max_concurrent=ns.max_concurrent,
         cpus_per_trial=ns.cpus_per_trial, gpus_per_trial=ns.gpus_per_trial, address=ns.address,
-        data_dir=ns.data_dir, subset=ns.subset if ns.subset is not None else SMOKE_SUBSET if smoke else 0,
+        data_dir=ns.data_dir, download=ns.download, subset=ns.subset if ns.subset is not None else SMOKE_SUBSET if smoke else 0,
         storage_path=ns.storage_path or str(Path(ns.output_dir) / "ray_results"), verbose=ns.verbose)
     budget = ns.budget or (SMOKE_BUDGET_TRIALS * max_epochs if smoke else 0)
     seeds = tuple(ns.seeds) if ns.seeds else (0,) if smoke else (0, 1, 2)
@@ -355,13 +391,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, OSError) as exc:  # bad flags, space, dataset or MLflow URI: before any sweep
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    comparison = run_comparison(cfg, data=data, tracking=tracking)
+    try:
+        comparison = run_comparison(cfg, data=data, tracking=tracking)
+    except SweepInputError as exc:  # no node fits a trial: found once Ray is up, before any sweep
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if comparison.interrupted:
+        print(f"\n[compare] interrupted during {comparison.interrupted}: its partial sweep is left out of the "
+              "results below, which cover only the sweeps that finished.", file=sys.stderr)
+        if comparison.summary.empty:
+            return 130
     print(f"\nBest {metrics.VAL_ACC} within {cfg.trial_epoch_budget} trial-epochs, and trial-epochs to reach "
           f"{cfg.target:g} (n = {len(cfg.seeds)} seeds per strategy):")
     print(format_table(comparison.summary))
     print(f"Wrote {comparison.output_dir / ANYTIME_FILE}, {comparison.output_dir / SUMMARY_FILE}, "
           f"{comparison.output_dir / PLOT_FILE}" + (f"; MLflow run {comparison.run_id}" if comparison.run_id else ""))
-    return 0
+    return 130 if comparison.interrupted else 0  # 130: the shell's code for Ctrl-C, as sweeps.cifar
 
 
 if __name__ == "__main__":

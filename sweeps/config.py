@@ -84,6 +84,9 @@ class SweepConfig:
     # count its paused trials and keep its brackets from filling (strategies.make_scheduler).
     max_concurrent: int = 0
     seed: int = 0  # seeds the searcher and every trial's weights/split/shuffling
+    # Hyperopt: trials before TPE models the results (starting points count); 0 = a quarter of
+    # num_samples, within 3-20 (strategies.hyperopt_startup_trials).
+    startup_trials: int = 0
     smoke: bool = False  # tiny space, few epochs and trials, data subset: under a minute on 2 cores
     # Resources per trial.
     cpus_per_trial: float = 1.0  # CPUs reserved per trial (= its torch threads, at least 1)
@@ -110,7 +113,7 @@ class SweepConfig:
         _check_choice("scheduler", self.scheduler, SCHEDULERS)
         for name in ("num_samples", "max_epochs", "grace_period", "keep_checkpoints", "top_k"):
             _check_int(name, getattr(self, name), low=1)
-        for name in ("max_concurrent", "seed", "subset", "max_failures", "verbose"):
+        for name in ("max_concurrent", "seed", "subset", "max_failures", "verbose", "startup_trials"):
             _check_int(name, getattr(self, name), low=0)
         _check_int("reduction_factor", self.reduction_factor, low=2)
         if self.scheduler == "hyperband" and self.max_concurrent:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from trainables.config import CONFIG_KEYS, TrialConfig
+from trainables.config import CONFIG_KEYS, TrialConfig, yaml11_numbers
 from trainables.model import plan_layers
 
 RANGE_KINDS = ("uniform", "loguniform", "quniform", "qloguniform", "randint")
@@ -202,11 +202,27 @@ def validate_space(space: Space, *, search: str, max_epochs: int) -> None:
     if any(isinstance(v, (int, float)) and v > max_epochs for v in epochs):
         raise _bad("epochs", space["epochs"].describe(), f"must not exceed --max-epochs ({max_epochs})",
                    "Lower `epochs` in the space or raise --max-epochs.")
+    if search == "grid" and not any(d.kind == "grid" for d in space.dims):
+        raise ValueError(f"--search grid was given, but the search space ({space.source}) has no `grid` entry, so "
+                         "there would be no grid: only --num-samples random draws. Give the values to try as "
+                         "`key: {grid: [...]}`, or pass --search random.")
     if search == "hyperopt" and not any(d.sampled for d in space.dims):
         raise ValueError("The search space has no sampled entries, and Hyperopt needs at least one. "
                          "Add a range or choice, or pass --search random/grid.")
     for point in space.points:
         check_point(space, point)
+
+
+def check_repeats(space: Space, *, search: str, num_samples: int) -> None:
+    """Grid search runs every grid point ``num_samples`` times; where nothing else is sampled, each
+    repeat is the same seeded trial again: compute spent for an identical result."""
+    if search != "grid" or num_samples <= 1:
+        return
+    if all(d.kind in ("grid", "const") for d in space.dims):
+        raise ValueError(f"--num-samples {num_samples} with --search grid runs every grid point {num_samples} times, "
+                         "but the space samples nothing besides its `grid` entries and every trial shares one seed, "
+                         "so each repeat would train the identical trial again. Pass --num-samples 1, or let the "
+                         "repeats differ: e.g. `seed: {randint: [0, 10000]}` in the space.")
 
 
 def _check_condition(space: Space, dim: Dim) -> None:
@@ -284,7 +300,7 @@ def load_space(path: str | Path) -> Space:
         else:
             import yaml  # only needed for YAML spaces
 
-            raw = yaml.safe_load(text)
+            raw = yaml11_numbers(yaml.safe_load(text))
     except Exception as exc:  # json.JSONDecodeError is a ValueError, yaml.YAMLError is not
         raise ValueError(f"Search space file {path} could not be parsed: {exc}. Fix its syntax.") from exc
     if not isinstance(raw, Mapping) or not raw:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from sweeps.space import Dim, Space, load_space, validate_space
+from sweeps.space import Dim, Space, check_repeats, load_space, validate_space
 
 
 def default_space() -> Space:
@@ -82,7 +82,8 @@ def builtin_space(*, search: str, smoke: bool) -> Space:
     return smoke_space() if smoke else default_space()
 
 
-def resolve_space(*, search: str, smoke: bool, path: str | None, max_epochs: int, seed: int) -> Space:
+def resolve_space(*, search: str, smoke: bool, path: str | None, max_epochs: int, seed: int,
+                  num_samples: int = 1) -> Space:
     """The space a sweep will use, validated: a user file or the built-in one, plus epochs/seed."""
     space = load_space(path) if path is not None else builtin_space(search=search, smoke=smoke)
     if search != "hyperopt":  # random and grid search are the unguided baselines: no starting points
@@ -90,4 +91,5 @@ def resolve_space(*, search: str, smoke: bool, path: str | None, max_epochs: int
     space = space.with_const("epochs", max_epochs, "--max-epochs: the schedule spans the longest a trial may run")
     space = space.with_const("seed", seed, "--seed: every trial shares it, so trials differ only in hyperparameters")
     validate_space(space, search=search, max_epochs=max_epochs)
+    check_repeats(space, search=search, num_samples=num_samples)
     return space

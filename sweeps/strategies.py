@@ -64,12 +64,19 @@ class FlatHyperOptSearch(HyperOptSearch):
         return {**{d.key: None for d in self._sweep_space.dims if d.when is not None}, **flat}
 
 
-def make_search(search: str, space: Space, *, seed: int, max_concurrent: int, num_samples: int) -> SearchAlgorithm:
-    """``hyperopt``: seeded TPE with the space's starting points, random for the first quarter of
-    ``num_samples``; ``random``/``grid``: Ray's BasicVariantGenerator over the Tune param space
-    (grid entries expand to every value)."""
+def startup_trials(configured: int, *, num_samples: int) -> int:
+    """TPE's random start-up: ``--startup-trials`` where given (not 0), else a quarter of the sweep."""
+    return configured or hyperopt_startup_trials(num_samples)
+
+
+def make_search(search: str, space: Space, *, seed: int, max_concurrent: int, num_samples: int,
+                startup: int = 0) -> SearchAlgorithm:
+    """``hyperopt``: seeded TPE with the space's starting points, random for its first ``startup``
+    trials (0: the first quarter of ``num_samples``); ``random``/``grid``: Ray's
+    BasicVariantGenerator over the Tune param space (grid entries expand to every value)."""
     if search == "hyperopt":
-        searcher = FlatHyperOptSearch(space, seed=seed, n_initial_points=hyperopt_startup_trials(num_samples))
+        searcher = FlatHyperOptSearch(space, seed=seed,
+                                      n_initial_points=startup_trials(startup, num_samples=num_samples))
         return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent) if max_concurrent else searcher
     if search in ("random", "grid"):
         # BasicVariantGenerator is a SearchAlgorithm, not a Searcher, so ConcurrencyLimiter cannot

@@ -148,8 +148,13 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def format_summary(summary: SweepSummary, *, top_k: int, storage_path: str) -> str:
-    lines = [f"Sweep finished: {summary.num_trials} trials, {summary.num_errored} errored."]
+def format_summary(summary: SweepSummary, *, top_k: int, storage_path: str, cut_off: int = 0) -> str:
+    """The end-of-sweep text; ``cut_off``: trials an interrupt cut short (shown as stopped_early
+    below, since Tune ends them as finished; --resume runs them on)."""
+    head = (f"Sweep interrupted: {summary.num_trials} trials so far ({cut_off} cut off mid-training, listed as "
+            f"{metrics.STOPPED_EARLY}; --resume continues them), {summary.num_errored} errored."
+            if cut_off else f"Sweep finished: {summary.num_trials} trials, {summary.num_errored} errored.")
+    lines = [head]
     if len(summary.table):
         counts = summary.table[metrics.END_STATE_TAG].value_counts()
         lines.append("End states: " + ", ".join(f"{s}={int(counts.get(s, 0))}" for s in metrics.END_STATES))

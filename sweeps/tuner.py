@@ -21,7 +21,7 @@ from sweeps.ray_state import resume_progress, saved_trials
 from sweeps.space import Space, grid_size, sampled_keys
 from sweeps.space_builtin import resolve_space
 from sweeps.space_convert import to_ray_param_space
-from sweeps.strategies import hyperopt_startup_trials, make_scheduler, make_search
+from sweeps.strategies import make_scheduler, make_search, startup_trials
 from sweeps.summary import SweepSummary, format_summary, read_text, summarize, write_summary, write_text
 from sweeps.trial import cifar_trial
 from sweeps.trial_ends import TrialEnds
@@ -55,6 +55,7 @@ class SweepOutcome:
     summary: SweepSummary
     cfg: SweepConfig
     interrupted: bool = False  # stopped by Ctrl-C/SIGINT before every trial finished: --resume it
+    cut_off: int = 0  # trials Tune ended without finishing them (an interrupt); a stop condition ends none
 
     @property
     def ok(self) -> bool:
@@ -162,7 +163,7 @@ def describe_plan(cfg: SweepConfig, *, space: Space | None, data: CifarArrays, c
         f"{'Resuming' if cfg.resume else 'Starting'} sweep `{cfg.name}`",
         *([f"  progress:  {progress}"] if progress else []),
         f"  search:    {cfg.search} (seed {cfg.seed}{starting}"
-        f"{f', TPE after {hyperopt_startup_trials(cfg.num_samples)} trials' if cfg.search == 'hyperopt' else ''}), "
+        f"{f', TPE after {startup_trials(cfg.startup_trials, num_samples=cfg.num_samples)} trials' if cfg.search == 'hyperopt' else ''}), "
         f"early stopping: {early}",
         f"  budget:    {trials} trials x at most {cfg.max_epochs} epochs = at most {trials * cfg.max_epochs} "
         f"trial-epochs (objective {metrics.OBJECTIVE}, {metrics.OBJECTIVE_MODE})",
@@ -239,7 +240,7 @@ def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None,
             progress = resume_progress((t.status for t in saved_trials(cfg.experiment_path)), expected=expected)
         else:
             space = resolve_space(search=cfg.search, smoke=cfg.smoke, path=cfg.space,
-                                  max_epochs=cfg.max_epochs, seed=cfg.seed)
+                                  max_epochs=cfg.max_epochs, seed=cfg.seed, num_samples=cfg.num_samples)
             keys = sampled_keys(space)
             expected = cfg.num_samples * grid_size(space)
             progress = ""
@@ -315,7 +316,7 @@ def build_tuner(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop:
         tune_config=tune.TuneConfig(
             metric=metrics.OBJECTIVE, mode=metrics.OBJECTIVE_MODE,
             search_alg=make_search(cfg.search, space, seed=cfg.seed, max_concurrent=cfg.max_concurrent,
-                                   num_samples=cfg.num_samples),
+                                   num_samples=cfg.num_samples, startup=cfg.startup_trials),
             scheduler=make_scheduler(cfg.scheduler, max_epochs=cfg.max_epochs, grace_period=cfg.grace_period,
                                      reduction_factor=cfg.reduction_factor),
             num_samples=cfg.num_samples,
@@ -358,7 +359,8 @@ def execute(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop: Any
                             experiment_path=grid.experiment_path)
         write_summary(summary)
         return SweepOutcome(grid=grid, summary=summary, cfg=cfg,
-                            interrupted=len(grid) < prepared.expected_trials or ends.cut_off() > 0)
+                            interrupted=len(grid) < prepared.expected_trials or ends.cut_off() > 0,
+                            cut_off=ends.cut_off())
     finally:
         if prepared.owns_ray:
             ray.shutdown()
@@ -377,5 +379,6 @@ def run_sweep(cfg: SweepConfig, *, data: CifarArrays | None = None, callbacks: I
 
 
 def report_text(outcome: SweepOutcome) -> str:
-    return format_summary(outcome.summary, top_k=outcome.cfg.top_k, storage_path=outcome.cfg.storage_uri)
+    return format_summary(outcome.summary, top_k=outcome.cfg.top_k, storage_path=outcome.cfg.storage_uri,
+                          cut_off=outcome.cut_off)
 

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -45,6 +49,14 @@ def test_sweep_config_per_strategy():
     # Enough trials that the trial-epoch budget, not num_samples, ends the sweep.
     assert (hb.search, hb.scheduler, hb.num_samples) == ("hyperopt", "hyperband", 40)
     assert CompareConfig(sweep=SweepConfig(max_epochs=5)).trial_epoch_budget == compare.DEFAULT_BUDGET_TRIALS * 5
+
+
+def test_tpe_starts_up_as_for_the_full_length_trials_the_budget_buys():
+    # num_samples is B, an upper bound; a quarter of it would keep TPE random for most of the budget.
+    assert CompareConfig(budget=40, sweep=SweepConfig(max_epochs=4)).sweep_config("hyperopt", seed=0).startup_trials == 3
+    big = CompareConfig(budget=400, sweep=SweepConfig(max_epochs=4))  # 100 full trials: a quarter, capped at 20
+    assert big.sweep_config("hyperopt+asha", seed=0).startup_trials == 20
+    assert big.sweep_config("random", seed=0).startup_trials == 0
 
 
 def test_a_concurrency_limit_applies_to_every_strategy_but_hyperband():
@@ -140,3 +152,30 @@ def test_tiny_comparison_end_to_end(ray_2cpu, cifar_dir, tmp_path, monkeypatch):
     run = client.get_run(result.run_id)
     logged = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {ANYTIME_FILE, SUMMARY_FILE, compare.PLOT_FILE} <= logged
+
+
+@pytest.mark.slow
+def test_a_trial_that_fits_no_node_exits_2_before_any_sweep_or_file(cifar_dir, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = compare.main(["--smoke", "--strategies", "random", "--gpus-per-trial", "0.25", "--no-mlflow",
+                         "--data-dir", str(cifar_dir), "--output-dir", str(out)])
+    assert code == 2 and "`gpus_per_trial` is 0.25, but the Ray cluster has no GPU" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_ctrl_c_leaves_the_cut_sweep_out_and_exits_130(cifar_dir, tmp_path):
+    out = tmp_path / "cmp"
+    cli = [sys.executable, "-m", "sweeps.compare", "--smoke", "--strategies", "random", "random+asha", "--seeds", "0",
+           "--subset", "500", "--no-mlflow", "--data-dir", str(cifar_dir), "--output-dir", str(out)]
+    proc = subprocess.Popen(cli, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and not _ray_results(out / "ray_results", "compare-*"):
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)  # mid-way through the first strategy's sweep
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "interrupted during random seed 0: its partial sweep is left out" in stderr
+    assert "[compare] random seed 0: best" not in stdout  # never reported as a finished result
+    assert not (out / SUMMARY_FILE).exists()

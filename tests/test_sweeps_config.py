@@ -28,12 +28,14 @@ def test_smoke_and_grid_defaults_and_explicit_flags_win():
     assert parse_args(["--search", "grid"]).num_samples == 1
     cfg = parse_args(["--smoke", "--max-epochs", "3", "--subset", "0", "--no-reuse-actors", "--gpus-per-trial", "0.25"])
     assert (cfg.max_epochs, cfg.subset, cfg.reuse_actors, cfg.gpus_per_trial) == (3, 0, False, 0.25)
+    assert parse_args(["--startup-trials", "5"]).startup_trials == 5 and parse_args([]).startup_trials == 0
 
 
 @pytest.mark.parametrize("changes, match", [
     ({"search": "bayes"}, "`search`.*hyperopt, random, grid"),
     ({"num_samples": 0}, "`num_samples`.*>= 1"),
     ({"reduction_factor": 1}, "`reduction_factor`.*>= 2"),
+    ({"startup_trials": -1}, "`startup_trials`.*>= 0"),
     ({"grace_period": 5, "max_epochs": 3}, "`grace_period`.*<= max_epochs"),
     ({"cpus_per_trial": 0}, "`cpus_per_trial`.*> 0"),
     ({"gpus_per_trial": float("nan")}, "`gpus_per_trial`.*finite"),

@@ -69,8 +69,10 @@ def test_hyperopt_asha_sweep_starts_from_known_points_and_tests_the_best(ray_ses
 
 
 def test_grid_size_is_exact_and_a_diverging_trial_does_not_stop_the_sweep(ray_session, data, tmp_path):
-    # lr 9 without batch norm at momentum 0.99 explodes within the first epoch; lr 0.05 trains.
+    # lr 9 without batch norm at momentum 0.99 explodes within the first epoch; lr 0.05 trains. The
+    # seed is sampled so that the grid's two repeats are two different trials (check_repeats).
     space = _space_file(tmp_path, "lr: {grid: [9.0, 0.05]}\nbatch_size: {grid: [32, 64]}\nbatch_norm: false\n"
+                                  "seed: {randint: [0, 1000]}\n"
                                   "momentum: 0.99\nnum_blocks: 2\nconvs_per_block: 1\nfilters: 16\nhead_layers: 0\n")
     outcome = run_sweep(_cfg(tmp_path, search="grid", scheduler="fifo", space=space, num_samples=2, max_epochs=1,
                              max_failures=0, evaluate_best=False), data=data)

@@ -99,6 +99,11 @@ def test_load_yaml_and_json(tmp_path):
     _check(space, search="hyperopt")
     assert space["lr"] == Dim("lr", "loguniform", (1e-3, 0.1), "log scale")
     assert space["epochs"].kind == "const" and space["momentum"].when == ("optimizer", ("sgd",))
+    # YAML 1.1 (PyYAML) reads 1e-4 without a dot as a string; a space file means a number.
+    (tmp_path / "e.yaml").write_text("lr: {loguniform: [1e-4, 1E-1]}\nweight_decay: 5e-4\ninit: kaiming\n")
+    exponents = load_space(tmp_path / "e.yaml")
+    assert exponents["lr"].args == (1e-4, 0.1) and exponents["weight_decay"].args == (5e-4,)
+    assert exponents["init"].args == ("kaiming",)
     (tmp_path / "s.json").write_text(json.dumps({"lr": {"grid": [0.01, 0.1]}, "batch_size": {"grid": [64, 128, 256]}}))
     assert grid_size(load_space(tmp_path / "s.json")) == 6
 

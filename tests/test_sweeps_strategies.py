@@ -69,6 +69,8 @@ def test_make_search_gives_hyperopt_the_startup_count_of_its_sweep():
     searcher = make_search("hyperopt", space, seed=0, max_concurrent=2, num_samples=24).searcher
     # The partial Ray builds around hyperopt's tpe.suggest is what decides when TPE takes over.
     assert searcher.algo.keywords["n_startup_jobs"] == 6
+    given = make_search("hyperopt", space, seed=0, max_concurrent=2, num_samples=24, startup=9).searcher
+    assert given.algo.keywords["n_startup_jobs"] == 9  # --startup-trials wins over the quarter
 
 
 @pytest.mark.parametrize("name, cls", [("asha", ASHAScheduler), ("hyperband", HyperBandScheduler),

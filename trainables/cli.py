@@ -20,7 +20,7 @@ import yaml
 from trainables import metrics
 from trainables.checkpoint import CHECKPOINT_FILE, check_same_config, read_checkpoint, read_config
 from trainables.cifar import check_fits_data, evaluate_checkpoint, resolve_device, train_trial
-from trainables.config import DEVICES, TrialConfig
+from trainables.config import DEVICES, TrialConfig, yaml11_numbers
 from trainables.data import default_data_dir, load_cifar10
 from trainables.model import plan_layers
 from trainables.reporting import CHECKPOINT_DIR, JsonLinesReporter, MemoryReporter, recover_checkpoint
@@ -119,16 +119,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             flat.update(value)
         else:
             flat[key] = value
-    return {key: _yaml11_number(value) for key, value in flat.items()}
-
-
-def _yaml11_number(value: Any) -> Any:
-    """PyYAML follows YAML 1.1, which reads `1e-3` (no dot) as a string: read it as JSON would."""
-    if isinstance(value, str):
-        parsed = parse_value(value)
-        if isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
-            return parsed
-    return value
+    return yaml11_numbers(flat)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m trainables.cifar",
         description="Train one CIFAR-10 trial without Ray, from a config file and/or flags.",
         epilog="The output folder gets metrics.jsonl (or metrics.csv), the latest checkpoint/ and, with "
-               "--evaluate-test, test_metrics.json. Bad input exits with status 2 before training.")
+               "--evaluate-test, test_metrics.json. Bad input exits with status 2 before training.",
+        allow_abbrev=False)  # an abbreviated flag must not silently mean whichever flag it prefixes
     p.add_argument("--config", help="JSON or YAML file with flat config keys (see trainables/config.py)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key (repeatable), e.g. --set lr=0.01")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
@@ -21,6 +22,20 @@ INITS = ("kaiming", "xavier", "normal", "default")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle", "cyclic")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# A number in scientific notation without a dot (1e-4, 5E+3): YAML 1.1, which PyYAML follows, reads
+# it as a string, where every user (and YAML 1.2, and JSON) means a number.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def yaml11_numbers(value: Any) -> Any:
+    """``value`` (parsed YAML, nested lists and mappings) with 1e-4-style strings read as floats."""
+    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {k: yaml11_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [yaml11_numbers(v) for v in value]
+    return value
 
 
 def _fail(name: str, value: Any, rule: str, fix: str) -> None:
