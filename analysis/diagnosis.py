@@ -132,9 +132,9 @@ def overfitting_signals(c: _Curves, *, th: DiagnosisThresholds) -> dict[str, tup
     return found
 
 
-def underfitting_signals(c: _Curves, *, th: DiagnosisThresholds, num_classes: int,
-                         best_train_acc: float) -> dict[str, tuple[int, str]]:
-    """Named (epoch, evidence) for near-chance, behind-the-best and early-plateau underfitting."""
+def underfitting_signals(c: _Curves, *, th: DiagnosisThresholds, num_classes: int, best_train_acc: float,
+                         best_val_acc: float = math.nan) -> dict[str, tuple[int, str]]:
+    """Named (epoch, evidence) for near-chance, behind-the-best, high-loss and plateau underfitting."""
     found: dict[str, tuple[int, str]] = {}
     last = len(c.epochs) - 1
     chance = 1.0 / num_classes
@@ -143,11 +143,21 @@ def underfitting_signals(c: _Curves, *, th: DiagnosisThresholds, num_classes: in
         found["near_chance"] = (int(c.epochs[last]), (
             f"train_acc {_fmt(final_acc)} at epoch {c.epochs[last]} is within {th.acc_over_chance} of "
             f"chance ({_fmt(chance)})"))
-    if math.isfinite(best_train_acc) and final_acc < th.fraction_of_best * best_train_acc:
+    # Behind in both: train_acc is measured on augmented batches with dropout on, so a strongly
+    # regularised trial trains "behind" a memorising one while validating as well or better.
+    val_behind = not math.isfinite(best_val_acc) or c.val_acc[last] < th.fraction_of_best * best_val_acc
+    if math.isfinite(best_train_acc) and final_acc < th.fraction_of_best * best_train_acc and val_behind:
         found["behind_best"] = (int(c.epochs[last]), (
             f"train_acc {_fmt(final_acc)} at epoch {c.epochs[last]} is {final_acc / best_train_acc:.0%} of the "
-            f"sweep's best at that epoch ({_fmt(best_train_acc)}; threshold {th.fraction_of_best:.0%})"))
+            f"sweep's best at that epoch ({_fmt(best_train_acc)}; threshold {th.fraction_of_best:.0%})"
+            + (f", and val_acc {_fmt(c.val_acc[last])} {c.val_acc[last] / best_val_acc:.0%} of the best "
+               f"({_fmt(best_val_acc)})" if math.isfinite(best_val_acc) else "")))
     high = th.high_loss_fraction * math.log(num_classes)
+    if c.train_loss[last] > high:
+        # Still falling or not: at its last epoch the model fits the training data poorly.
+        found["high_loss"] = (int(c.epochs[last]), (
+            f"train_loss {_fmt(c.train_loss[last])} at epoch {c.epochs[last]} is still above {_fmt(high)} "
+            f"({th.high_loss_fraction} x ln {num_classes}, about 50% training accuracy)"))
     if last >= th.plateau_epochs:
         before = c.train_loss[last - th.plateau_epochs]
         change = 1.0 - c.train_loss[last] / before
@@ -180,11 +190,11 @@ def _facts(rows: pd.DataFrame, c: _Curves | None) -> dict[str, float]:
 
 
 def diagnose_trial(rows: pd.DataFrame, *, thresholds: DiagnosisThresholds | None = None,
-                   best_train_acc: float = math.nan) -> Diagnosis:
+                   best_train_acc: float = math.nan, best_val_acc: float = math.nan) -> Diagnosis:
     """The verdict for one trial's rows (sorted by epoch).
 
-    ``best_train_acc`` is the best smoothed train_acc any trial of the sweep had at this trial's
-    last epoch (NaN when unknown); ``diagnose`` fills it in.
+    ``best_train_acc`` / ``best_val_acc`` are the best smoothed train_acc / val_acc any trial of the
+    sweep had at this trial's last epoch (NaN when unknown); ``diagnose`` fills them in.
     """
     th = thresholds or DiagnosisThresholds()
     require_columns(rows, (m.TRIAL_ID, m.EPOCH, m.TRAIN_LOSS, m.TRAIN_ACC, m.VAL_LOSS, m.VAL_ACC, END_STATE),
@@ -210,7 +220,8 @@ def diagnose_trial(rows: pd.DataFrame, *, thresholds: DiagnosisThresholds | None
     c = _Curves.of(rows, window=th.smoothing_window)
     facts = _facts(rows, c)
     over = overfitting_signals(c, th=th)
-    under = underfitting_signals(c, th=th, num_classes=classes, best_train_acc=best_train_acc)
+    under = underfitting_signals(c, th=th, num_classes=classes, best_train_acc=best_train_acc,
+                                 best_val_acc=best_val_acc)
     if "near_chance" in under or (under and not over):
         first = min(e for e, _ in under.values())
         return verdict(m.UNDERFITTING, first, [t for _, t in under.values()], facts, tuple(under))
@@ -226,9 +237,9 @@ def diagnose_trial(rows: pd.DataFrame, *, thresholds: DiagnosisThresholds | None
     return verdict(m.GOOD_FIT, int(facts["best_val_acc_epoch"]), [evidence], facts)
 
 
-def best_train_acc_by_epoch(frame: pd.DataFrame, *, window: int) -> pd.Series:
-    """The best smoothed train_acc over all trials at each epoch (index: epoch)."""
-    smoothed = frame.groupby(m.TRIAL_ID, sort=False)[m.TRAIN_ACC].transform(
+def best_train_acc_by_epoch(frame: pd.DataFrame, *, window: int, metric: str = m.TRAIN_ACC) -> pd.Series:
+    """The best smoothed ``metric`` (train_acc) over all trials at each epoch (index: epoch)."""
+    smoothed = frame.groupby(m.TRIAL_ID, sort=False)[metric].transform(
         lambda s: pd.Series(smooth(s.to_numpy(dtype=float), window=window), index=s.index))
     return smoothed.groupby(frame[m.EPOCH]).max()
 
@@ -238,10 +249,14 @@ def diagnose(frame: pd.DataFrame, *, thresholds: DiagnosisThresholds | None = No
     th = thresholds or DiagnosisThresholds()
     require_columns(frame, (m.TRIAL_ID, m.EPOCH, m.TRAIN_ACC), what="diagnose")
     best = best_train_acc_by_epoch(frame, window=th.smoothing_window)
+    best_val = (best_train_acc_by_epoch(frame, window=th.smoothing_window, metric=m.VAL_ACC)
+                if m.VAL_ACC in frame else pd.Series(dtype=float))
     out: list[dict[str, Any]] = []
     for trial_id, rows in frame.groupby(m.TRIAL_ID, sort=True):
         rows = rows.sort_values(m.EPOCH)
-        d = diagnose_trial(rows, thresholds=th, best_train_acc=float(best.get(rows[m.EPOCH].iloc[-1], math.nan)))
+        last = rows[m.EPOCH].iloc[-1]
+        d = diagnose_trial(rows, thresholds=th, best_train_acc=float(best.get(last, math.nan)),
+                           best_val_acc=float(best_val.get(last, math.nan)))
         cfg = {k: rows[k].iloc[0] for k in config_columns(rows)}
         origin = {k: rows[k].iloc[0] for k in (STRATEGY, SEED) if k in rows}  # trials of a comparison
         out.append({m.TRIAL_ID: d.trial_id, **origin, VERDICT: d.verdict, DIAGNOSIS_EPOCH: d.epoch,

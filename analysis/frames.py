@@ -82,7 +82,10 @@ def tidy(records: Iterable[Mapping[str, Any]], *, end_states: Mapping[str, str] 
     frame[m.TRIAL_ID] = frame[m.TRIAL_ID].astype(str)
     cfg_cols = sorted(config_columns(frame))
     frame = frame[[m.TRIAL_ID, m.EPOCH, *metric_cols, *cfg_cols]]
-    frame = frame.sort_values([m.TRIAL_ID, m.EPOCH], kind="mergesort").reset_index(drop=True)
+    frame = frame.sort_values([m.TRIAL_ID, m.EPOCH], kind="mergesort")
+    # One row per trial-epoch: a trial retried from an older checkpoint reports some epochs again
+    # (Ray's result.json keeps both); the rerun's report is the one its later epochs build on.
+    frame = frame.drop_duplicates([m.TRIAL_ID, m.EPOCH], keep="last").reset_index(drop=True)
     frame[END_STATE] = _end_states(frame, recorded=end_states or {}, errored=set(errored))
     return frame
 
@@ -157,24 +160,50 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, what: str) -
                          f"(it has {list(frame.columns)}). Build it with load_ray_results or load_mlflow.")
 
 
-# sweeps.compare names each run's Ray experiment "compare-<strategy>-seed<seed>[-<stamp>]".
+# sweeps.compare names each run's Ray experiment "compare-<strategy>-seed<seed>[-<stamp>]", with the
+# strategy's "+" written as "-" (random+asha -> random-asha), and saves its settings beside its tables.
 _COMPARE_EXPERIMENT = re.compile(r"^compare-(?P<strategy>.+)-seed(?P<seed>\d+)(?:-.*)?$")
+COMPARE_CONFIG_FILE = "compare_config.json"
+
+
+def comparison_results_dirs(folder: str | Path) -> list[Path]:
+    """Folders holding a sweeps.compare folder's Ray experiments, likeliest first: the --storage-path
+    it saved (as given: relative to where it ran, or else to the folder), then ``<folder>/ray_results``."""
+    folder = Path(folder)
+    candidates = [folder / "ray_results"]
+    config = folder / COMPARE_CONFIG_FILE
+    if config.is_file():
+        storage = str(json.loads(config.read_text()).get("sweep", {}).get("storage_path") or "")
+        if storage and "://" not in storage.removeprefix("file://"):
+            path = Path(storage.removeprefix("file://")).expanduser()
+            candidates = [path, folder / path] + candidates if not path.is_absolute() else [path] + candidates
+    return [c for c in dict.fromkeys(candidates) if c.is_dir() and any(c.glob("compare-*"))]
+
+
+def _strategy_names(folder: Path) -> dict[str, str]:
+    """Folder spelling -> the strategy's own name, from the saved settings."""
+    config = folder / COMPARE_CONFIG_FILE
+    strategies = json.loads(config.read_text()).get("strategies", []) if config.is_file() else []
+    return {s.replace("+", "-"): s for s in strategies}
 
 
 def load_comparison_trials(folder: str | Path, *, strategy_col: str, seed_col: str) -> pd.DataFrame | None:
     """All trials of a sweeps.compare folder's Ray experiments, with strategy and seed columns.
 
-    Looks in ``<folder>/ray_results``; None when that holds no experiment of the comparison.
-    Trial ids are prefixed with the experiment name, as two experiments may reuse one.
+    Looks where the comparison stored them (``comparison_results_dirs``); None when no experiment
+    of the comparison is there. Trial ids are prefixed with the experiment name, as two experiments
+    may reuse one.
     """
+    names = _strategy_names(Path(folder))
     frames = []
-    for experiment in sorted(Path(folder, "ray_results").glob("compare-*")):
-        match = _COMPARE_EXPERIMENT.match(experiment.name)
-        if match is None or not experiment.is_dir() or not any(experiment.glob("*/result.json")):
-            continue
-        frame = load_ray_results(experiment)
-        frame[m.TRIAL_ID] = experiment.name + "/" + frame[m.TRIAL_ID]
-        frame.insert(1, strategy_col, match["strategy"])
-        frame.insert(2, seed_col, int(match["seed"]))
-        frames.append(frame)
+    for results in comparison_results_dirs(folder)[:1]:
+        for experiment in sorted(results.glob("compare-*")):
+            match = _COMPARE_EXPERIMENT.match(experiment.name)
+            if match is None or not experiment.is_dir() or not any(experiment.glob("*/result.json")):
+                continue
+            frame = load_ray_results(experiment)
+            frame[m.TRIAL_ID] = experiment.name + "/" + frame[m.TRIAL_ID]
+            frame.insert(1, strategy_col, names.get(match["strategy"], match["strategy"]))
+            frame.insert(2, seed_col, int(match["seed"]))
+            frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else None

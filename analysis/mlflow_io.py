@@ -8,6 +8,7 @@ re-running the analysis updates a sweep's runs and never duplicates anything.
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -31,6 +32,8 @@ _PARENT_FILTER = f"tags.`{m.TAG_ROLE}` = '{m.ROLE_PARENT}'"
 def client_for(tracking_uri: str | None) -> "MlflowClient":
     from mlflow import MlflowClient  # imported here: mlflow is slow to import and optional for frames
 
+    # MLflow would print "View run ... at: <URI>" with the URI's user:password in the clear.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     return MlflowClient(tracking_uri=tracking_uri)
 
 

@@ -243,7 +243,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         thresholds = _thresholds(args)  # bad thresholds fail before anything is read
     except (TypeError, ValueError) as err:
         parser.error(str(err))
+    if args.tracking_uri == "":
+        parser.error(f"--tracking-uri is empty (an unset ${ENV_TRACKING_URI}?). Export it, pass the URI, or pass "
+                     "--no-mlflow to write the report only.")
     source = Path(args.sweep)
+    if not source.is_dir() and (os.sep in args.sweep or args.sweep.startswith(".")):
+        parser.error(f"{args.sweep!r} is not a folder (no such directory). Pass a Ray experiment folder "
+                     "(<storage path>/<sweep name>) or a sweeps.compare folder.")
+    try:
+        return _run(args, source=source, thresholds=thresholds)
+    except ValueError as err:  # a folder without trials, an unknown MLflow run or experiment
+        parser.error(str(err))
+
+
+def _run(args: argparse.Namespace, *, source: Path, thresholds: DiagnosisThresholds) -> int:
     comparison = args.compare or (str(source) if source.is_dir() and is_comparison_folder(source) else None)
     frame, parent_ref, sweep_name = None, None, None
     if source.is_dir():
@@ -252,6 +265,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             sweep_name = source.resolve().name
         else:  # a comparison folder: diagnose its sweeps' trials too, when their Ray results are there
             frame = load_comparison_trials(source, strategy_col=STRATEGY, seed_col=SEED)
+            if frame is None:
+                print(f"No Ray results of the comparison's sweeps found (looked in its --storage-path and "
+                      f"{source / 'ray_results'}): the report has the strategy table only, no per-trial "
+                      "diagnosis and no MLflow tags.")
         out = Path(args.out) if args.out else source / "report"
     elif args.tracking_uri:
         from analysis.mlflow_io import load_mlflow
@@ -259,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         frame, parent_ref = load_mlflow(args.sweep, tracking_uri=args.tracking_uri), args.sweep
         out = Path(args.out) if args.out else Path("reports") / args.sweep
     else:
-        raise SystemExit(f"{args.sweep!r} is not a folder. Pass a Ray experiment folder or a sweeps.compare "
+        raise ValueError(f"{args.sweep!r} is not a folder. Pass a Ray experiment folder or a sweeps.compare "
                          "folder, or an MLflow experiment name / parent run id together with --tracking-uri.")
     report = build_report(frame, out_dir=out, thresholds=thresholds, comparison_dir=comparison,
                           title=f"Sweep report: {source.name or args.sweep}")

@@ -44,15 +44,19 @@ class DiagnosisThresholds:
     # for 10 classes that is < 0.25, which any working CIFAR-10 CNN passes within 2-3 epochs.
     acc_over_chance: float = 0.15
     # Underfitting: train_acc below this fraction of the best trial's train_acc at the same
-    # epoch is low "relative to the sweep's best". Same epoch, so trials a scheduler stopped
-    # early are compared with what the others had at that point, not at the end.
+    # epoch is low "relative to the sweep's best", when val_acc is below this fraction of the best
+    # val_acc too (train_acc is measured with dropout and augmentation on, so a well-regularised
+    # trial trains behind a memorising one while it validates better). Same epoch, so trials a
+    # scheduler stopped early are compared with what the others had at that point, not at the end.
     fraction_of_best: float = 0.6
     # Underfitting, plateau form: smoothed train_loss falls less than `plateau_change`
     # (relative) over `plateau_epochs` epochs...
     plateau_epochs: int = 3
     plateau_change: float = 0.02
     # ...while still above this fraction of the chance-level loss ln(num_classes)
-    # (0.6 x ln 10 = 1.38, i.e. roughly below 50% training accuracy).
+    # (0.6 x ln 10 = 1.38, i.e. roughly below 50% training accuracy). A train_loss still above it
+    # at the last epoch is underfitting on its own too (high_loss), falling or not: a learning rate
+    # far too low learns steadily and never gets there.
     high_loss_fraction: float = 0.6
     # Diverged: train_loss above this multiple of its running minimum and above ln(num_classes)
     # (worse than guessing). 3x is far outside the noise of a converging run, and the trainable

@@ -37,6 +37,7 @@ import ray
 from ray import tune
 from ray.tune.stopper import Stopper
 
+from analysis.frames import COMPARE_CONFIG_FILE
 from analysis.plots import plot_anytime
 from analysis.strategies import ANYTIME_FILE, SUMMARY_FILE, format_strategy_table, strategy_table
 from sweeps import anytime as at
@@ -66,7 +67,7 @@ DEFAULT_TARGET = 0.45  # val_acc; a small CNN reaches it in a few CPU epochs on 
 SMOKE_TARGET = 0.2  # smoke trials train a few epochs of a 5k-parameter CNN: twice chance (0.1) is a fair bar
 SMOKE_BUDGET_TRIALS = 2  # the smoke grid's 2 points
 PLOT_FILE = "anytime.png"
-CONFIG_FILE = "compare_config.json"
+CONFIG_FILE = COMPARE_CONFIG_FILE  # the analysis reads it back to find the sweeps' Ray results
 TRIALS = "trials"  # extra summary.csv column: trials that reported within the budget
 BUDGET = "budget"  # extra summary.csv column: the enforced budget B, trial-epochs
 

@@ -36,8 +36,9 @@ from sweeps.ray_state import ERROR
 from sweeps.redact import redact_text, redact_uri, secret_values
 from sweeps.tracking_config import ENV_TRACKING_URI, TrackingConfig, TrackingError
 from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV, end_state
-from sweeps.tracking_runs import (FINISHED, KILLED, RUNNING, ROLE_COMPARISON, TAG_BEST_TRIAL, TAG_PACKAGE_VERSION,
-                                  TAG_SWEEP_FOLDER, RunStore, param_values, read_results, trial_max_epochs)
+from sweeps.tracking_runs import (FINISHED, KILLED, RUNNING, ROLE_COMPARISON, TAG_BEST_CHECKPOINT, TAG_BEST_TRIAL,
+                                  TAG_PACKAGE_VERSION, TAG_SWEEP_FOLDER, RunStore, param_values, read_results,
+                                  trial_max_epochs)
 from sweeps.tracking_writer import TrackingWriter, Unlogged
 from sweeps.trial_ends import TrialEnds
 from trainables.metrics import ROLE_PARENT, TAG_ROLE, TAG_SCHEDULER, TAG_SEARCH, TAG_SWEEP_NAME
@@ -54,8 +55,10 @@ PACKAGE = "cnn-sweeps"
 # minutes per request against a dead server. The writer retries on its own (with backoff,
 # bounded by the flush timeout), so each request gives up quickly. setdefault: a user's
 # explicit MLFLOW_HTTP_* settings still win.
+# MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT: MLflow prints "View run ... at: <tracking URI>" for every
+# run it ends on an HTTP store, with the URI's user:password unredacted; our own lines name the run.
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 _HTTP_SCHEMES = ("http", "https")
 _CHECKPOINT_ARTIFACT = "best_checkpoint"
 
@@ -364,7 +367,11 @@ def where_text(uri: str, *, experiment: str, parent_run_id: str, folder: str) ->
 
 def log_sweep_artifacts(store: RunStore, parent_id: str, *, folder: str, best_trial_id: str | None,
                         best_checkpoint: str | None, uri: str) -> None:
-    """Upload what is missing of the sweep's artifacts (idempotent: backfill calls it too)."""
+    """Bring the parent's copy of the sweep's artifacts up to date (idempotent: backfill calls it too).
+
+    The summary and best config are small and uploaded every time: after a --resume they replace
+    the interrupted sweep's. The best checkpoint is uploaded when it is another than the one there.
+    """
     local = _local_dir(folder)
     files = [local / name for name in (SUMMARY_CSV, BEST_CONFIG_JSON)] if local is not None else []
     checkpoint = _local_dir(best_checkpoint)
@@ -372,9 +379,9 @@ def log_sweep_artifacts(store: RunStore, parent_id: str, *, folder: str, best_tr
     def upload() -> None:
         for path in files:
             if path.is_file():
-                store.log_file_once(parent_id, path)
+                store.client.log_artifact(parent_id, str(path))  # same path: replaces the older copy
         if checkpoint is not None and checkpoint.is_dir():
-            store.log_dir_once(parent_id, checkpoint, artifact_path=_CHECKPOINT_ARTIFACT)
+            store.sync_dir(parent_id, checkpoint, artifact_path=_CHECKPOINT_ARTIFACT, source_tag=TAG_BEST_CHECKPOINT)
         if best_trial_id:
             store.set_tags(parent_id, {TAG_BEST_TRIAL: best_trial_id})
 

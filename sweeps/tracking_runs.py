@@ -27,6 +27,7 @@ from trainables.metrics import (END_STATE_TAG, EPOCH, ERRORED, ROLE_PARENT, ROLE
 TAG_SWEEP_FOLDER = "sweep.folder"  # the Ray experiment folder: tells apart sweeps of the same name
 TAG_PACKAGE_VERSION = "sweep.package_version"
 TAG_BEST_TRIAL = "sweep.best_trial_id"  # on the parent, once the sweep has ended
+TAG_BEST_CHECKPOINT = "sweep.best_checkpoint"  # the Ray checkpoint folder the parent's copy came from
 ROLE_COMPARISON = "comparison"  # TAG_ROLE of a strategy comparison's run
 
 RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
@@ -240,11 +241,15 @@ class RunStore:
         parent, _, name = artifact_path.rpartition("/")
         return any(Path(f.path).name == name for f in self.client.list_artifacts(run_id, parent or None))
 
-    def log_dir_once(self, run_id: str, local_dir: str | Path, *, artifact_path: str) -> bool:
-        """Upload a folder unless the run already has it; True when something was uploaded."""
-        if self.has_artifact(run_id, artifact_path):
+    def sync_dir(self, run_id: str, local_dir: str | Path, *, artifact_path: str, source_tag: str) -> bool:
+        """Upload a folder unless the run's ``source_tag`` says this very folder is there already;
+        True when something was uploaded. Another folder replaces the old one's files (a resumed
+        sweep's best checkpoint may be another trial's than the interrupted sweep's)."""
+        tags = self.client.get_run(run_id).data.tags
+        if tags.get(source_tag) == str(local_dir) and self.has_artifact(run_id, artifact_path):
             return False
         self.client.log_artifacts(run_id, str(local_dir), artifact_path)
+        self.set_tags(run_id, {source_tag: str(local_dir)})
         return True
 
     def log_file_once(self, run_id: str, local_file: str | Path, *, artifact_dir: str | None = None) -> bool:

@@ -51,9 +51,33 @@ def test_each_verdict_on_curves_of_known_shape():
     assert got == {"over": m.OVERFITTING, "good": m.GOOD_FIT, "under": m.UNDERFITTING, "div": m.DIVERGED_VERDICT}
     assert table.loc["over", "diagnosis_epoch"] == 6  # the raw val_loss minimum: where to stop
     assert table.loc["over", "signals"] == "val_loss_turn gap"
-    assert set(table.loc["under", "signals"].split()) == {"near_chance", "behind_best", "plateau"}
+    assert set(table.loc["under", "signals"].split()) == {"near_chance", "behind_best", "high_loss", "plateau"}
     assert "rose" in table.loc["over", "evidence"] and "epoch 6" in table.loc["over", "evidence"]
     assert table.loc["div", "diagnosis_epoch"] == 4 and "nan" in table.loc["div", "evidence"]
+
+
+def test_a_slow_learner_still_far_from_fitting_is_underfitting_not_a_good_fit():
+    # lr far too low: train_loss still falls but ends well above 0.6 x ln 10 (no plateau, not near chance).
+    tl = 2.25 - 0.024 * E
+    ta = 0.2 + 0.0075 * E
+    got, table = verdicts(good() + records("slow", tl, ta, tl + 0.02, ta - 0.01, lr=1e-4))
+    signals = set(table.loc["slow", "signals"].split())
+    assert got["slow"] == m.UNDERFITTING and "high_loss" in signals and not signals & {"plateau", "near_chance"}
+    alone = verdicts(records("slow", tl, ta, tl + 0.02, ta - 0.01, lr=1e-4))  # no other trial to be behind
+    assert alone[0]["slow"] == m.UNDERFITTING and alone[1].loc["slow", "signals"] == "high_loss"
+    assert "still above 1.38" in table.loc["slow", "evidence"] and "lr 0.0001" in table.loc["slow", "advice"]
+
+
+def test_the_best_validating_trial_is_not_behind_a_memorising_one():
+    # A heavily regularised trial trains at 0.48 (dropout on, augmented batches) but validates best;
+    # another memorises the training set (train_acc 0.99) and validates worse.
+    reg_ta, reg_va = 0.3 + 0.009 * E, 0.35 + 0.0135 * E
+    mem_ta, mem_va = np.minimum(0.99, 0.4 + 0.03 * E), np.full_like(E, 0.5)
+    reg_loss = 1.3 - 0.005 * E  # below the high-loss mark: fits the (augmented) training data fairly
+    got, table = verdicts(records("reg", reg_loss, reg_ta, reg_loss - 0.2, reg_va, head_dropout=0.5)
+                          + records("mem", 2.0 * np.exp(-E / 5), mem_ta, 1.5 + 0.02 * E, mem_va))
+    assert "behind_best" not in table.loc["reg", "signals"].split() and got["reg"] != m.UNDERFITTING
+    assert got["mem"] == m.OVERFITTING
 
 
 def test_accuracy_gap_alone_is_overfitting():

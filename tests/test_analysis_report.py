@@ -150,9 +150,32 @@ def test_comparison_folder_alone(tmp_path):
     assert (cmp / "report" / "anytime.png").is_file() and (cmp / "report" / "strategies.csv").is_file()
 
 
-def test_not_a_folder_without_tracking_uri():
-    with pytest.raises(SystemExit, match="--tracking-uri"):
-        main(["no-such-experiment"])
+def _exit_2(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_not_a_folder_without_tracking_uri(capsys):
+    assert "together with --tracking-uri" in _exit_2(["no-such-experiment"], capsys)
+
+
+def test_a_mistyped_folder_is_named_even_where_an_mlflow_store_is(tmp_path, capsys):
+    (tmp_path / "mlflow.db").touch()  # after a sweep: the default store makes any name an MLflow reference
+    assert "'ray_results/nope' is not a folder (no such directory)" in _exit_2(["ray_results/nope"], capsys)
+
+
+def test_an_empty_tracking_uri_is_refused_not_skipped(ray_folder, capsys):
+    err = _exit_2([str(ray_folder), "--tracking-uri", ""], capsys)  # what an unset "$MLFLOW_TRACKING_URI" gives
+    assert "--tracking-uri is empty (an unset $MLFLOW_TRACKING_URI?)" in err
+
+
+def test_a_retried_epoch_counts_once_with_the_reruns_values(tmp_path):
+    rows = [{m.EPOCH: e, m.TRAIN_LOSS: 2.0 - e / 10, m.TRAIN_ACC: 0.3, m.VAL_LOSS: v, m.VAL_ACC: 0.3}
+            for e, v in ((1, 2.0), (2, 1.9), (3, 1.8), (3, 1.7), (4, 1.6))]  # node lost after 3, rerun from 2
+    frame = load_ray_results(write_ray_folder(tmp_path / "sweep", {"t": rows}))
+    assert list(frame[m.EPOCH]) == [1, 2, 3, 4] and frame[m.VAL_LOSS].tolist()[2] == 1.7
 
 
 def test_default_tracking_uri_is_the_sweeps_local_store(monkeypatch, tmp_path):
@@ -190,6 +213,20 @@ def test_comparison_folder_diagnoses_each_strategys_trials(tmp_path):
     assert diagnoses.loc["compare-hyperopt-asha-seed1-20260101/a", "strategy"] == "hyperopt-asha"
     html = (tmp_path / "out" / "report.html").read_text()
     assert "Diagnoses by strategy" in html and html.count('<img alt="') == 4
+
+
+def test_a_comparison_stored_elsewhere_is_found_with_its_strategies_names(tmp_path, capsys):
+    cmp = comparison_folder(tmp_path / "cmp")
+    (cmp / "compare_config.json").write_text(json.dumps({"strategies": ["random", "hyperopt+asha"],
+                                                         "sweep": {"storage_path": str(tmp_path / "elsewhere")}}))
+    rows = {"a": [{k: v for k, v in r.items() if k != m.TRIAL_ID} for r in good()]}
+    write_ray_folder(tmp_path / "elsewhere" / "compare-hyperopt-asha-seed1-20260101", rows)
+    assert main([str(cmp), "--out", str(tmp_path / "out")]) == 0
+    diagnoses = pd.read_csv(tmp_path / "out" / "diagnoses.csv").set_index(m.TRIAL_ID)
+    assert diagnoses.loc["compare-hyperopt-asha-seed1-20260101/a", "strategy"] == "hyperopt+asha"
+    (tmp_path / "elsewhere" / "compare-hyperopt-asha-seed1-20260101").rename(tmp_path / "gone")
+    assert main([str(cmp), "--out", str(tmp_path / "out2")]) == 0
+    assert "No Ray results of the comparison's sweeps found" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("key, values, expected", [

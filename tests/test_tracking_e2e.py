@@ -31,7 +31,7 @@ from sweeps.config import SweepConfig
 from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV
 from sweeps.tracking import MlflowTrackingCallback, check_tracking, for_sweep
 from sweeps.tracking_config import DEFAULT_EXPERIMENT, TrackingConfig
-from sweeps.tracking_runs import TAG_SWEEP_FOLDER
+from sweeps.tracking_runs import TAG_BEST_CHECKPOINT, TAG_SWEEP_FOLDER
 from sweeps.tuner import execute, prepare, run_sweep, subsample
 from trainables import metrics
 from trainables.data import load_cifar10
@@ -354,6 +354,50 @@ def slow_trainable(config: dict) -> None:
     for epoch in range(1, 60):
         time.sleep(0.5)
         tune.report({metrics.EPOCH: epoch, metrics.VAL_ACC: 0.1})
+
+
+def test_a_resume_replaces_the_interrupted_sweeps_summary_and_best_checkpoint(ray_session, data, tmp_path,
+                                                                                monkeypatch):
+    """The parent's summary.csv and best checkpoint are the resumed sweep's, not those the
+    interrupted run logged (which covered fewer trials, and maybe another best one)."""
+    monkeypatch.chdir(tmp_path)  # a sqlite store keeps its artifacts in ./mlruns
+    tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    check_tracking(tracking)
+    first = SweepConfig(smoke=True, search="random", scheduler="fifo", num_samples=3, max_epochs=EPOCHS,
+                        subset=SUBSET, verbose=0, max_concurrent=1, storage_path=str(tmp_path / "ray"),
+                        name="stale", evaluate_best=False)
+    prepared = prepare(first, data=data)
+    callback = for_sweep(prepared.cfg, tracking)
+    interrupted = execute(prepared, callbacks=[callback, CtrlCAfterFirstTrial()])
+    callback.log_summary(interrupted.summary)  # what the CLI does, interrupted or not
+    assert interrupted.interrupted and interrupted.summary.num_trials < 3
+    outcome, _ = _resume_like_the_cli("stale", tmp_path, data, tracking)
+    assert outcome.ok and outcome.summary.num_trials == 3
+    client = MlflowClient(tracking.tracking_uri)
+    folder = Path(outcome.summary.experiment_path)
+    (parent,) = _parents(client, client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id, folder)
+    logged = pd.read_csv(client.download_artifacts(parent.info.run_id, SUMMARY_CSV, str(tmp_path)))
+    pd.testing.assert_frame_equal(logged, pd.read_csv(folder / SUMMARY_CSV))
+    assert parent.data.tags[TAG_BEST_CHECKPOINT] == outcome.summary.best_checkpoint
+
+
+def test_credentials_in_the_tracking_uri_are_never_printed(ray_session, data, mlflow_server, tmp_path, capfd,
+                                                           monkeypatch):
+    # MLflow itself prints "View run ... at: <URI>" for each run it ends on an HTTP store.
+    monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", raising=False)
+    tracking = TrackingConfig(tracking_uri=mlflow_server.uri.replace("http://", "http://alice:hunter2pw@"),
+                              experiment="secrets")
+    check_tracking(tracking)
+    cfg = SweepConfig(smoke=True, search="random", scheduler="fifo", num_samples=1, max_epochs=1, subset=SUBSET,
+                      verbose=0, storage_path=str(tmp_path / "ray"), name="secret", evaluate_best=False)
+    prepared = prepare(cfg, data=data)
+    callback = for_sweep(prepared.cfg, tracking)
+    callback.log_summary(execute(prepared, callbacks=[callback]).summary)
+    printed = capfd.readouterr()
+    assert "hunter2pw" not in printed.out + printed.err
+    runs = MlflowClient(mlflow_server.uri).search_runs(
+        [MlflowClient(mlflow_server.uri).get_experiment_by_name("secrets").experiment_id])
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}  # the parent and its one trial
 
 
 def test_ctrl_c_marks_the_runs_killed(ray_session, tmp_path):
