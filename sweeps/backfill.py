@@ -16,16 +16,19 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from sweeps.config import CONFIG_FILE
+from sweeps.config import CONFIG_FILE, is_uri
 from sweeps.ray_state import ERROR, STATE_GLOB, TERMINATED, saved_trials
 from sweeps.redact import redact_uri
-from sweeps.summary import BEST_CONFIG_JSON
+from sweeps.storage import mirror_records
+from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV
 from sweeps.tracking_config import TrackingConfig, TrackingError, add_tracking_args, tracking_from_args
-from sweeps.tracking_runs import FINISHED, KILLED, RUNNING, RunStore, read_results, run_status, trial_max_epochs
+from sweeps.tracking_runs import (FINISHED, KILLED, RUNNING, TAG_SWEEP_FOLDER, RunStore, read_results, run_status,
+                                  trial_max_epochs)
 from trainables.metrics import END_STATE_TAG, TRIAL_ID
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
@@ -46,12 +49,17 @@ class BackfillReport:
     runs_created: int = 0
     epochs_logged: int = 0
     runs_finished: int = 0
+    target: str = ""  # where it wrote: the experiment and the (redacted) tracking URI
+    notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
+        where = f" ({self.target})" if self.target else ""
         if not (self.runs_created or self.epochs_logged or self.runs_finished):
-            return "MLflow already matches the Ray results: nothing to backfill."
-        return (f"Backfilled: {self.runs_created} run(s) created, {self.epochs_logged} epoch record(s) logged, "
-                f"{self.runs_finished} run status(es) set.")
+            lines = [f"MLflow{where} already matches the Ray results: nothing to backfill."]
+        else:
+            lines = [f"Backfilled into MLflow{where}: {self.runs_created} run(s) created, {self.epochs_logged} "
+                     f"epoch record(s) logged, {self.runs_finished} run status(es) set."]
+        return "\n".join([*self.notes, *lines])
 
 
 def trial_statuses(folder: Path) -> dict[str, tuple[str, str]]:
@@ -85,15 +93,21 @@ def _sweep_settings(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text()).get("sweep", {}) if path.is_file() else {}
 
 
-def _parent(store: RunStore, folder: Path, settings: dict[str, Any], report: BackfillReport) -> str:
+def _parent(store: RunStore, folder: str, settings: dict[str, Any], trial_ids: list[str],
+            report: BackfillReport) -> str:
     from sweeps.tracking import parent_tags, safe_params
 
-    name = folder.name
-    parent = store.find_parent(sweep_name=name, folder=redact_uri(str(folder)))
+    name = folder.rstrip("/").rsplit("/", 1)[-1]
+    parent = store.find_parent(sweep_name=name, folder=redact_uri(folder))
+    if parent is None:  # logged from another folder: the results were copied or moved since
+        parent = store.find_parent_of_trials(sweep_name=name, trial_ids=trial_ids)
+        if parent is not None:
+            report.notes.append(f"The sweep's runs were logged from {parent.data.tags.get(TAG_SWEEP_FOLDER)}; "
+                                "they are brought up to date, not duplicated.")
     if parent is not None:
         return parent.info.run_id
     report.runs_created += 1
-    tags = parent_tags(sweep_name=name, folder=str(folder), search=str(settings.get("search", "unknown")),
+    tags = parent_tags(sweep_name=name, folder=folder, search=str(settings.get("search", "unknown")),
                        scheduler=str(settings.get("scheduler", "unknown")))
     return store.create_parent(sweep_name=name, params=safe_params(settings), tags=tags)
 
@@ -124,23 +138,35 @@ def sync_trial(store: RunStore, parent_id: str, trial: RayTrial, *, sweep_name: 
 
 
 def backfill(folder: str | Path, *, tracking: TrackingConfig) -> BackfillReport:
-    """Make the MLflow store of ``tracking`` match the Ray results in ``folder``; idempotent."""
+    """Make the MLflow store of ``tracking`` match the Ray results in ``folder`` (a local folder or
+    remote storage such as ``s3://…``); idempotent."""
+    text = str(folder).rstrip("/")
+    if is_uri(text):  # read through a local copy of Ray's records (not the checkpoints)
+        with tempfile.TemporaryDirectory(prefix="backfill-") as tmp:
+            local = mirror_records(text, into=Path(tmp), top_level=(CONFIG_FILE, BEST_CONFIG_JSON, SUMMARY_CSV))
+            return _backfill(local, ident=text, tracking=tracking)
+    local = Path(os.path.abspath(text.removeprefix("file://")))
+    return _backfill(local, ident=str(local), tracking=tracking)
+
+
+def _backfill(folder: Path, *, ident: str, tracking: TrackingConfig) -> BackfillReport:
+    """``backfill`` of Ray's records in the local ``folder``, for the sweep stored at ``ident``."""
     from sweeps.tracking import check_tracking, log_sweep_artifacts
 
-    folder = Path(os.path.abspath(folder))
     if not folder.is_dir() or not (any(folder.glob(STATE_GLOB)) or (folder / CONFIG_FILE).is_file()):
-        raise ValueError(f"The value of `folder` is {str(folder)!r}, but it must be a Ray experiment folder "
+        raise ValueError(f"The value of `folder` is {ident!r}, but it must be a Ray experiment folder "
                          f"(with {STATE_GLOB} or {CONFIG_FILE}). Pass --storage-path/<name> of the sweep.")
     uri = check_tracking(tracking)
     store = RunStore.connect(uri, tracking.experiment)
-    report = BackfillReport()
+    report = BackfillReport(target=f"experiment '{tracking.experiment}' at {redact_uri(uri)}")
     settings = _sweep_settings(folder)
-    parent_id = _parent(store, folder, settings, report)
-    children = store.children(parent_id)
     trials = read_trials(folder)
+    parent_id = _parent(store, ident, settings, [t.trial_id for t in trials], report)
+    children = store.children(parent_id)
     max_epochs = settings.get("max_epochs")
+    name = ident.rsplit("/", 1)[-1]
     for trial in trials:
-        sync_trial(store, parent_id, trial, sweep_name=folder.name, existing=children.get(trial.trial_id),
+        sync_trial(store, parent_id, trial, sweep_name=name, existing=children.get(trial.trial_id),
                    sweep_max_epochs=max_epochs, report=report)
     finished = bool(trials) and all(t.status in (TERMINATED, ERROR) for t in trials)
     parent_status = FINISHED if finished else KILLED
@@ -148,7 +174,7 @@ def backfill(folder: str | Path, *, tracking: TrackingConfig) -> BackfillReport:
         store.set_status(parent_id, parent_status)
         report.runs_finished += 1
     best = _best(folder)
-    log_sweep_artifacts(store, parent_id, folder=str(folder), best_trial_id=best.get(TRIAL_ID),
+    log_sweep_artifacts(store, parent_id, folder=ident, best_trial_id=best.get(TRIAL_ID),
                         best_checkpoint=best.get("checkpoint"), uri=uri)
     return report
 

@@ -138,8 +138,18 @@ def summarize(grid: Any, *, max_epochs: int, keys: list[str], data: Any = None, 
         best_config=trial_dict(best.config or {}),
         best_val_acc=_best_val_acc(best),
         test={k: float(v) for k, v in test.items()},
-        best_checkpoint=checkpoint.path if checkpoint is not None else None,
+        best_checkpoint=checkpoint_uri(checkpoint) if checkpoint is not None else None,
     )
+
+
+def checkpoint_uri(checkpoint: Any) -> str:
+    """Where a Ray ``Checkpoint`` lives, openable by any reader: its path on local storage, a URI
+    elsewhere (Ray keeps remote paths relative to their filesystem: bucket/path, no scheme)."""
+    fs = getattr(checkpoint, "filesystem", None)
+    scheme = getattr(fs, "type_name", "local")
+    if scheme == "local" or "://" in checkpoint.path:
+        return checkpoint.path
+    return f"{'gs' if scheme == 'gcs' else scheme}://{checkpoint.path}"
 
 
 def _fmt(value: Any) -> str:

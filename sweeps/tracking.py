@@ -20,9 +20,12 @@ import atexit
 import dataclasses
 import logging
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from importlib import metadata
@@ -32,13 +35,14 @@ from urllib.parse import urlsplit
 
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
+from sweeps import storage
+from sweeps.config import is_uri
 from sweeps.ray_state import ERROR
 from sweeps.redact import redact_text, redact_uri, secret_values
 from sweeps.tracking_config import ENV_TRACKING_URI, TrackingConfig, TrackingError
 from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV, end_state
 from sweeps.tracking_runs import (FINISHED, KILLED, RUNNING, ROLE_COMPARISON, TAG_BEST_CHECKPOINT, TAG_BEST_TRIAL,
-                                  TAG_PACKAGE_VERSION, TAG_SWEEP_FOLDER, RunStore, param_values, read_results,
-                                  trial_max_epochs)
+                                  TAG_PACKAGE_VERSION, TAG_SWEEP_FOLDER, RunStore, param_values, trial_max_epochs)
 from sweeps.tracking_writer import TrackingWriter, Unlogged
 from sweeps.trial_ends import TrialEnds
 from trainables.metrics import ROLE_PARENT, TAG_ROLE, TAG_SCHEDULER, TAG_SEARCH, TAG_SWEEP_NAME
@@ -60,6 +64,7 @@ PACKAGE = "cnn-sweeps"
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 _HTTP_SCHEMES = ("http", "https")
+_HOST_PORT = re.compile(r"[\w.-]+:\d+/?")  # host:port, as typed for a server, without its http://
 _CHECKPOINT_ARTIFACT = "best_checkpoint"
 
 
@@ -88,6 +93,8 @@ def check_tracking(config: TrackingConfig) -> str:
     parts = urlsplit(uri)
     if parts.scheme in _HTTP_SCHEMES and not parts.hostname:
         raise TrackingError(f"MLflow tracking URI {shown!r} is malformed: it has no host. {fix}")
+    if _HOST_PORT.fullmatch(uri):  # MLflow would take it for a folder and fail with an unrelated message
+        raise TrackingError(f"MLflow tracking URI {shown!r} has no scheme. Did you mean http://{shown}? {fix}")
     configure_http_client()
     try:
         RunStore.connect(uri, config.experiment)
@@ -130,29 +137,21 @@ def safe_params(settings: Mapping[str, Any]) -> dict[str, str]:
     return {k: redact_text(v, secrets=secrets) for k, v in param_values(settings).items()}
 
 
-def retry(fn: Callable[[], T], *, what: str, uri: str, attempts: int = 3, first_backoff_s: float = 1.0) -> T | None:
-    """Run ``fn`` with bounded retries; on final failure, one warning line and None."""
+def retry(fn: Callable[[], T], *, what: str, uri: str, attempts: int = 3, first_backoff_s: float = 1.0,
+          fix: str = "") -> T | None:
+    """Run ``fn`` with bounded retries; on final failure, one warning line and None. ``fix``: the
+    command that catches up later (default: backfill in general terms)."""
     for attempt in range(attempts):
         try:
             return fn()
         except Exception as exc:
             if attempt == attempts - 1:
-                logger.warning("MLflow at %s: could not %s (%s: %s). Run `python -m sweeps.backfill <experiment "
-                               "folder>` once it is reachable.", redact_uri(uri), what, type(exc).__name__,
-                               _reason(exc))
+                logger.warning("MLflow at %s: could not %s (%s: %s). Run `%s` once it is reachable.", redact_uri(uri),
+                               what, type(exc).__name__, _reason(exc),
+                               fix or "python -m sweeps.backfill <experiment folder>")
             else:
                 time.sleep(first_backoff_s * 2 ** attempt)
     return None
-
-
-def _local_dir(path: str | None) -> Path | None:
-    """A local folder for ``path`` (plain or file:// paths); None for remote storage."""
-    if not path:
-        return None
-    if "://" in path and not path.startswith("file://"):
-        return None
-    local = Path(path.removeprefix("file://"))
-    return local if local.exists() else None
 
 
 class MlflowTrackingCallback(TrialEnds):
@@ -176,6 +175,7 @@ class MlflowTrackingCallback(TrialEnds):
         self._store: RunStore | None = None
         self._writer: TrackingWriter | None = None
         self._ended = False
+        self._outage = False  # the writer ended with records it could not log
         self._init_ends()
         self._previous_sigterm: Any = None
 
@@ -296,8 +296,7 @@ class MlflowTrackingCallback(TrialEnds):
     def _reconcile(self, trial: Any, *, errored: bool) -> None:
         """A trial that ended before this driver started (a resumed sweep): bring its run up to date
         from Ray's result file (all epochs, in case the old driver died before logging them)."""
-        path = _local_dir(getattr(trial, "local_path", None))
-        results = read_results(path / "result.json") if path is not None else []
+        results = storage.trial_results(trial)
         if not results and trial.last_result:
             results = [dict(trial.last_result)]
         assert self._writer is not None
@@ -311,14 +310,16 @@ class MlflowTrackingCallback(TrialEnds):
         atexit.unregister(self._at_exit)
         unlogged = self._writer.close(self.tracking.flush_timeout_s)
         self._restore_sigterm()
+        self._outage = bool(unlogged)
         if unlogged:
             self._warn_unlogged(unlogged)
 
     def _warn_unlogged(self, unlogged: Unlogged) -> None:
         calls = f", and could not {'; '.join(unlogged.calls)}" if unlogged.calls else ""
         logger.warning("MLflow at %s: %d epoch record(s) of %d trial(s) were not logged%s. Write them later with "
-                       "`python -m sweeps.backfill %s`.", redact_uri(self._uri or ""), unlogged.epochs,
-                       unlogged.trials, calls, redact_uri(self.folder))
+                       "`%s`.%s", redact_uri(self._uri or ""), unlogged.epochs, unlogged.trials, calls,
+                       backfill_command(self.folder, uri=self._uri or "", experiment=self.tracking.experiment),
+                       _export_note(self._uri or ""))
 
     def _at_exit(self) -> None:
         # The driver exits without on_experiment_end (an exception in Tune, SystemExit from
@@ -341,12 +342,14 @@ class MlflowTrackingCallback(TrialEnds):
 
     def log_summary(self, summary: "SweepSummary") -> None:
         """Attach the sweep's summary table, best config and best checkpoint to the parent run,
-        with the best trial's id as a tag. Bounded retries; a failure is one warning line."""
+        with the best trial's id as a tag. Bounded retries; a failure is one warning line. After an
+        outage the writer could not get past, one attempt only: a hung server would otherwise hold
+        the sweep's exit for every retry's timeouts."""
         if self._store is None or self.parent_run_id is None:
             return
         log_sweep_artifacts(self._store, self.parent_run_id, folder=summary.experiment_path,
                             best_trial_id=summary.best_trial_id, best_checkpoint=summary.best_checkpoint,
-                            uri=self._uri or "")
+                            uri=self._uri or "", attempts=1 if self._outage else 3)
 
 
 def where_text(uri: str, *, experiment: str, parent_run_id: str, folder: str) -> str:
@@ -356,36 +359,65 @@ def where_text(uri: str, *, experiment: str, parent_run_id: str, folder: str) ->
     instead, so nothing printed (and kept in terminal logs) carries a secret.
     """
     shown = redact_uri(uri)
-    usable = f'"${ENV_TRACKING_URI}"' if shown != uri else uri  # what a printed command may carry
+    usable = usable_uri(uri)
     if urlsplit(uri).scheme in _HTTP_SCHEMES:
         view = f"open {shown} in a browser"
     else:  # a local file or sqlite store, or a database: MLflow's UI serves it
         view = f"mlflow ui --backend-store-uri {usable}"
+    # The report reads local folders; a sweep on remote storage (s3://…) it reads from MLflow instead.
+    source = parent_run_id if is_uri(folder) else folder
     return (f"MLflow: experiment '{experiment}', parent run {parent_run_id} in {shown}; view: {view}\n"
-            f"Diagnose every trial (tags the runs in MLflow): python -m analysis.report {folder} --tracking-uri {usable}")
+            f"Diagnose every trial (tags the runs in MLflow): python -m analysis.report {source} --tracking-uri {usable}"
+            + _export_note(uri))
+
+
+def usable_uri(uri: str) -> str:
+    """The tracking URI as a printed command may carry it: a URI with credentials is read from the
+    environment instead, so nothing printed (and kept in terminal logs) holds a secret."""
+    return f'"${ENV_TRACKING_URI}"' if redact_uri(uri) != uri else uri
+
+
+def _export_note(uri: str) -> str:
+    """Where a printed command reads the URI from an environment variable this shell lacks."""
+    if usable_uri(uri) == uri or os.environ.get(ENV_TRACKING_URI) == uri:
+        return ""
+    return f"\n(first `export {ENV_TRACKING_URI}=<the tracking URI with its credentials>`: it came from the flag)"
+
+
+def backfill_command(folder: str, *, uri: str, experiment: str) -> str:
+    """The command that writes what MLflow lacks of this sweep, into this very store and experiment."""
+    return (f"python -m sweeps.backfill {redact_uri(folder)} --mlflow-tracking-uri {usable_uri(uri)} "
+            f"--mlflow-experiment {shlex.quote(experiment)}")
 
 
 def log_sweep_artifacts(store: RunStore, parent_id: str, *, folder: str, best_trial_id: str | None,
-                        best_checkpoint: str | None, uri: str) -> None:
+                        best_checkpoint: str | None, uri: str, attempts: int = 3) -> None:
     """Bring the parent's copy of the sweep's artifacts up to date (idempotent: backfill calls it too).
 
     The summary and best config are small and uploaded every time: after a --resume they replace
     the interrupted sweep's. The best checkpoint is uploaded when it is another than the one there.
     """
-    local = _local_dir(folder)
-    files = [local / name for name in (SUMMARY_CSV, BEST_CONFIG_JSON)] if local is not None else []
-    checkpoint = _local_dir(best_checkpoint)
+    with tempfile.TemporaryDirectory(prefix="sweep-artifacts-") as tmp:
+        try:  # on remote storage (s3://… on a cluster) through a local copy
+            files = storage.fetch_files(folder, (SUMMARY_CSV, BEST_CONFIG_JSON), into=Path(tmp))
+            checkpoint = storage.fetch_dir(best_checkpoint, into=Path(tmp) / _CHECKPOINT_ARTIFACT)
+        except OSError as exc:  # pyarrow's errors (no access, no such bucket) are OSErrors
+            logger.warning("Could not read the sweep's summary and best checkpoint from %s (%s); the MLflow parent "
+                           "run gets them once `%s` can.", redact_uri(folder), _reason(exc),
+                           backfill_command(folder, uri=uri, experiment=store.experiment))
+            files, checkpoint = [], None
 
-    def upload() -> None:
-        for path in files:
-            if path.is_file():
+        def upload() -> None:
+            for path in files:
                 store.client.log_artifact(parent_id, str(path))  # same path: replaces the older copy
-        if checkpoint is not None and checkpoint.is_dir():
-            store.sync_dir(parent_id, checkpoint, artifact_path=_CHECKPOINT_ARTIFACT, source_tag=TAG_BEST_CHECKPOINT)
-        if best_trial_id:
-            store.set_tags(parent_id, {TAG_BEST_TRIAL: best_trial_id})
+            if checkpoint is not None and best_checkpoint:
+                store.sync_dir(parent_id, checkpoint, artifact_path=_CHECKPOINT_ARTIFACT,
+                               source_tag=TAG_BEST_CHECKPOINT, source=best_checkpoint)
+            if best_trial_id:
+                store.set_tags(parent_id, {TAG_BEST_TRIAL: best_trial_id})
 
-    retry(upload, what="log the sweep's summary and best checkpoint", uri=uri)
+        retry(upload, what="log the sweep's summary and best checkpoint", uri=uri, attempts=attempts,
+              fix=backfill_command(folder, uri=uri, experiment=store.experiment))
 
 
 def for_sweep(config: "SweepConfig", tracking: TrackingConfig) -> MlflowTrackingCallback | None:

@@ -112,9 +112,10 @@ class ChildState:
 class RunStore:
     """One MLflow experiment's sweep runs. Not thread-safe: the callback uses it from one thread."""
 
-    def __init__(self, client: MlflowClient, experiment_id: str):
+    def __init__(self, client: MlflowClient, experiment_id: str, experiment: str = ""):
         self.client = client
         self.experiment_id = experiment_id
+        self.experiment = experiment  # its name, for the commands printed to fix things later
 
     @classmethod
     def connect(cls, tracking_uri: str, experiment: str) -> "RunStore":
@@ -122,12 +123,12 @@ class RunStore:
         found = client.get_experiment_by_name(experiment)
         if found is None:
             try:
-                return cls(client, client.create_experiment(experiment))
+                return cls(client, client.create_experiment(experiment), experiment)
             except Exception:  # another driver created it between the two calls
                 found = client.get_experiment_by_name(experiment)
                 if found is None:
                     raise
-        return cls(client, found.experiment_id)
+        return cls(client, found.experiment_id, experiment)
 
     def _search(self, filter_string: str) -> list[Run]:
         runs, token = [], None
@@ -145,6 +146,17 @@ class RunStore:
         runs = self._search(f"tags.`{TAG_ROLE}` = '{ROLE_PARENT}' and tags.`{TAG_SWEEP_NAME}` = '{_quote(sweep_name)}'"
                             f" and tags.`{TAG_SWEEP_FOLDER}` = '{_quote(folder)}'")
         return runs[0] if runs else None
+
+    def find_parent_of_trials(self, *, sweep_name: str, trial_ids: Iterable[str]) -> Run | None:
+        """The newest parent of this sweep name with a child for one of ``trial_ids``: the same sweep
+        logged from another folder (a copy, a move). Ray's trial ids carry a random per-experiment
+        prefix, so a shared one means the same experiment."""
+        ids = set(trial_ids)
+        for run in self._search(f"tags.`{TAG_ROLE}` = '{ROLE_PARENT}' and "
+                                f"tags.`{TAG_SWEEP_NAME}` = '{_quote(sweep_name)}'"):
+            if ids & set(self.children(run.info.run_id)):
+                return run
+        return None
 
     def create_parent(self, *, sweep_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=sweep_name, tags=dict(tags))
@@ -241,15 +253,16 @@ class RunStore:
         parent, _, name = artifact_path.rpartition("/")
         return any(Path(f.path).name == name for f in self.client.list_artifacts(run_id, parent or None))
 
-    def sync_dir(self, run_id: str, local_dir: str | Path, *, artifact_path: str, source_tag: str) -> bool:
-        """Upload a folder unless the run's ``source_tag`` says this very folder is there already;
-        True when something was uploaded. Another folder replaces the old one's files (a resumed
-        sweep's best checkpoint may be another trial's than the interrupted sweep's)."""
+    def sync_dir(self, run_id: str, local_dir: str | Path, *, artifact_path: str, source_tag: str,
+                 source: str) -> bool:
+        """Upload ``local_dir`` (a copy of ``source``) unless the run's ``source_tag`` says ``source`` is
+        there already; True when something was uploaded. Another source replaces the old one's files
+        (a resumed sweep's best checkpoint may be another trial's than the interrupted sweep's)."""
         tags = self.client.get_run(run_id).data.tags
-        if tags.get(source_tag) == str(local_dir) and self.has_artifact(run_id, artifact_path):
+        if tags.get(source_tag) == source and self.has_artifact(run_id, artifact_path):
             return False
         self.client.log_artifacts(run_id, str(local_dir), artifact_path)
-        self.set_tags(run_id, {source_tag: str(local_dir)})
+        self.set_tags(run_id, {source_tag: source})
         return True
 
     def log_file_once(self, run_id: str, local_file: str | Path, *, artifact_dir: str | None = None) -> bool:
@@ -264,10 +277,13 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     """Ray's ``result.json`` (one JSON object per reported epoch); a line cut short by a killed
     driver is skipped, a missing file is no results."""
     path = Path(path)
-    if not path.is_file():
-        return []
+    return parse_results(path.read_text()) if path.is_file() else []
+
+
+def parse_results(text: str) -> list[dict[str, Any]]:
+    """The records of a ``result.json``'s text (see ``read_results``)."""
     results = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:

@@ -356,7 +356,9 @@ def execute(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop: Any
         # (cluster.yaml) while trials ran on GPU workers: so whatever device this machine has.
         summary = summarize(grid, max_epochs=cfg.max_epochs, keys=prepared.keys, device="auto",
                             data=prepared.data if cfg.evaluate_best else None,
-                            experiment_path=grid.experiment_path)
+                            # Ours, not grid.experiment_path: on remote storage Ray gives that without its
+                            # scheme (bucket/path), which no reader of the path can open.
+                            experiment_path=cfg.experiment_path)
         write_summary(summary)
         return SweepOutcome(grid=grid, summary=summary, cfg=cfg,
                             interrupted=len(grid) < prepared.expected_trials or ends.cut_off() > 0,

@@ -6,6 +6,7 @@ with a server outage is in test_tracking_e2e.py.
 """
 from __future__ import annotations
 
+import shutil
 import socket
 from pathlib import Path
 
@@ -121,3 +122,18 @@ def test_cli_reports_unreachable_server_with_exit_2(experiment: Path, capsys: py
     assert main([str(experiment), "--mlflow-tracking-uri", f"http://u:pw-123456@127.0.0.1:{port}"]) == 2
     err = capsys.readouterr().err
     assert "pw-123456" not in err and f"127.0.0.1:{port}" in err
+
+
+def test_backfill_of_a_copied_folder_updates_the_sweeps_runs_instead_of_making_new_ones(experiment: Path,
+                                                                                        tmp_path: Path) -> None:
+    tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    backfill(experiment, tracking=tracking)
+    copy = tmp_path / "copied" / experiment.name  # e.g. results copied off a cluster's bucket
+    shutil.copytree(experiment, copy)
+    report = backfill(copy, tracking=tracking)
+    assert report.runs_created == 0 and f"The sweep's runs were logged from {experiment}" in str(report)
+    assert f"experiment '{DEFAULT_EXPERIMENT}' at sqlite:///" in str(report)  # it says where it wrote
+    client = MlflowClient(tracking.tracking_uri)
+    experiment_id = client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id
+    assert len(client.search_runs([experiment_id], f"tags.`{metrics.TAG_ROLE}` = '{metrics.ROLE_PARENT}'")) == 1
+    assert len(_children(client)) == 3

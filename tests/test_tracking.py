@@ -139,6 +139,11 @@ def test_check_tracking_malformed(uri: str, tmp_path) -> None:
         check_tracking(TrackingConfig(tracking_uri=uri.format(tmp=tmp_path)))
 
 
+def test_check_tracking_a_server_address_without_scheme_suggests_http() -> None:
+    with pytest.raises(TrackingError, match=r"'127.0.0.1:5000' has no scheme. Did you mean http://127.0.0.1:5000\?"):
+        check_tracking(TrackingConfig(tracking_uri="127.0.0.1:5000"))
+
+
 def test_check_tracking_local_store_creates_experiment(tmp_path) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     assert check_tracking(TrackingConfig(tracking_uri=uri, experiment="e1")) == uri

@@ -336,7 +336,11 @@ def test_server_killed_mid_sweep_then_backfill(ray_session, data, mlflow_server,
     assert killer.stopped and outcome.summary.num_trials == TRIALS and outcome.ok
     outage_lines = [r for r in caplog.records if "cannot log" in r.getMessage()]
     assert len(outage_lines) == 1, [r.getMessage() for r in caplog.records]
-    assert any("sweeps.backfill" in r.getMessage() and "not logged" in r.getMessage() for r in caplog.records)
+    # The printed fix names this store and experiment: run anywhere, it writes where the sweep logged.
+    command = (f"python -m sweeps.backfill {outcome.summary.experiment_path} --mlflow-tracking-uri "
+               f"{tracking.tracking_uri} --mlflow-experiment")
+    assert any(command in r.getMessage() and "not logged" in r.getMessage() for r in caplog.records), \
+        [r.getMessage() for r in caplog.records]
 
     mlflow_server.start()
     folder = Path(outcome.summary.experiment_path)
