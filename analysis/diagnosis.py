@@ -153,11 +153,14 @@ def underfitting_signals(c: _Curves, *, th: DiagnosisThresholds, num_classes: in
             + (f", and val_acc {_fmt(c.val_acc[last])} {c.val_acc[last] / best_val_acc:.0%} of the best "
                f"({_fmt(best_val_acc)})" if math.isfinite(best_val_acc) else "")))
     high = th.high_loss_fraction * math.log(num_classes)
-    if c.train_loss[last] > high:
-        # Still falling or not: at its last epoch the model fits the training data poorly.
+    if c.train_loss[last] > high and c.val_loss[last] > high:
+        # Still falling or not: at its last epoch the model fits the data poorly. val_loss too, since
+        # train_loss is measured with dropout and augmentation on: a strongly regularised trial has
+        # a high train_loss while it predicts the clean validation images well.
         found["high_loss"] = (int(c.epochs[last]), (
-            f"train_loss {_fmt(c.train_loss[last])} at epoch {c.epochs[last]} is still above {_fmt(high)} "
-            f"({th.high_loss_fraction} x ln {num_classes}, about 50% training accuracy)"))
+            f"train_loss {_fmt(c.train_loss[last])} and val_loss {_fmt(c.val_loss[last])} at epoch "
+            f"{c.epochs[last]} are still above {_fmt(high)} ({th.high_loss_fraction} x ln {num_classes}, about "
+            "50% accuracy)"))
     if last >= th.plateau_epochs:
         before = c.train_loss[last - th.plateau_epochs]
         change = 1.0 - c.train_loss[last] / before

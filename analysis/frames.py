@@ -180,11 +180,26 @@ def comparison_results_dirs(folder: str | Path) -> list[Path]:
     return [c for c in dict.fromkeys(candidates) if c.is_dir() and any(c.glob("compare-*"))]
 
 
+def _saved_settings(folder: Path) -> dict[str, Any]:
+    config = folder / COMPARE_CONFIG_FILE
+    return json.loads(config.read_text()) if config.is_file() else {}
+
+
 def _strategy_names(folder: Path) -> dict[str, str]:
     """Folder spelling -> the strategy's own name, from the saved settings."""
-    config = folder / COMPARE_CONFIG_FILE
-    strategies = json.loads(config.read_text()).get("strategies", []) if config.is_file() else []
-    return {s.replace("+", "-"): s for s in strategies}
+    return {s.replace("+", "-"): s for s in _saved_settings(folder).get("strategies", [])}
+
+
+def _finished_sweeps(folder: Path, *, strategy_col: str, seed_col: str) -> set[tuple[str, int]] | None:
+    """(strategy, seed) of the sweeps the comparison finished (its summary rows); None if unknown.
+    A sweep a Ctrl-C cut short is left out of the results, so out of the diagnosis too."""
+    summary = folder / "summary.csv"
+    if not summary.is_file():
+        return None
+    rows = pd.read_csv(summary)
+    if strategy_col not in rows or seed_col not in rows:
+        return None
+    return {(str(a), int(b)) for a, b in zip(rows[strategy_col], rows[seed_col])}
 
 
 def load_comparison_trials(folder: str | Path, *, strategy_col: str, seed_col: str) -> pd.DataFrame | None:
@@ -195,15 +210,20 @@ def load_comparison_trials(folder: str | Path, *, strategy_col: str, seed_col: s
     may reuse one.
     """
     names = _strategy_names(Path(folder))
+    stamp = str(_saved_settings(Path(folder)).get("stamp") or "")
+    finished = _finished_sweeps(Path(folder), strategy_col=strategy_col, seed_col=seed_col)
     frames = []
     for results in comparison_results_dirs(folder)[:1]:
-        for experiment in sorted(results.glob("compare-*")):
+        for experiment in sorted(results.glob(f"compare-*{stamp}")):
             match = _COMPARE_EXPERIMENT.match(experiment.name)
             if match is None or not experiment.is_dir() or not any(experiment.glob("*/result.json")):
                 continue
+            strategy, seed = names.get(match["strategy"], match["strategy"]), int(match["seed"])
+            if finished is not None and (strategy, seed) not in finished:
+                continue
             frame = load_ray_results(experiment)
             frame[m.TRIAL_ID] = experiment.name + "/" + frame[m.TRIAL_ID]
-            frame.insert(1, strategy_col, names.get(match["strategy"], match["strategy"]))
-            frame.insert(2, seed_col, int(match["seed"]))
+            frame.insert(1, strategy_col, strategy)
+            frame.insert(2, seed_col, seed)
             frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else None

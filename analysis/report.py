@@ -247,13 +247,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--tracking-uri is empty (an unset ${ENV_TRACKING_URI}?). Export it, pass the URI, or pass "
                      "--no-mlflow to write the report only.")
     source = Path(args.sweep)
-    if not source.is_dir() and (os.sep in args.sweep or args.sweep.startswith(".")):
-        parser.error(f"{args.sweep!r} is not a folder (no such directory). Pass a Ray experiment folder "
-                     "(<storage path>/<sweep name>) or a sweeps.compare folder.")
+    missing = (f"{args.sweep!r} is not a folder (no such directory). Pass a Ray experiment folder (<storage "
+               "path>/<sweep name>) or a sweeps.compare folder")
+    path_like = not source.is_dir() and (os.sep in args.sweep or args.sweep.startswith("."))
+    if path_like and not args.tracking_uri:
+        parser.error(missing + ".")
     try:
         return _run(args, source=source, thresholds=thresholds)
     except ValueError as err:  # a folder without trials, an unknown MLflow run or experiment
-        parser.error(str(err))
+        # A name with "/" may be an MLflow experiment (Databricks names are paths): MLflow was asked
+        # first, and when it has no such run either, both readings are named.
+        parser.error(f"{missing}, nor in MLflow: {err}" if path_like else str(err))
 
 
 def _run(args: argparse.Namespace, *, source: Path, thresholds: DiagnosisThresholds) -> int:

@@ -54,9 +54,9 @@ class DiagnosisThresholds:
     plateau_epochs: int = 3
     plateau_change: float = 0.02
     # ...while still above this fraction of the chance-level loss ln(num_classes)
-    # (0.6 x ln 10 = 1.38, i.e. roughly below 50% training accuracy). A train_loss still above it
-    # at the last epoch is underfitting on its own too (high_loss), falling or not: a learning rate
-    # far too low learns steadily and never gets there.
+    # (0.6 x ln 10 = 1.38, i.e. roughly below 50% training accuracy). A train_loss and a val_loss
+    # both still above it at the last epoch are underfitting on their own too (high_loss), falling or
+    # not: a learning rate far too low learns steadily and never gets there.
     high_loss_fraction: float = 0.6
     # Diverged: train_loss above this multiple of its running minimum and above ln(num_classes)
     # (worse than guessing). 3x is far outside the noise of a converging run, and the trainable

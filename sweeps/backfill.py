@@ -49,16 +49,18 @@ class BackfillReport:
     runs_created: int = 0
     epochs_logged: int = 0
     runs_finished: int = 0
+    checkpoints_uploaded: int = 0  # the best checkpoint, when the parent lacked it or held another
     target: str = ""  # where it wrote: the experiment and the (redacted) tracking URI
     notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         where = f" ({self.target})" if self.target else ""
-        if not (self.runs_created or self.epochs_logged or self.runs_finished):
+        if not (self.runs_created or self.epochs_logged or self.runs_finished or self.checkpoints_uploaded):
             lines = [f"MLflow{where} already matches the Ray results: nothing to backfill."]
         else:
+            checkpoint = ", the best checkpoint uploaded" if self.checkpoints_uploaded else ""
             lines = [f"Backfilled into MLflow{where}: {self.runs_created} run(s) created, {self.epochs_logged} "
-                     f"epoch record(s) logged, {self.runs_finished} run status(es) set."]
+                     f"epoch record(s) logged, {self.runs_finished} run status(es) set{checkpoint}."]
         return "\n".join([*self.notes, *lines])
 
 
@@ -174,8 +176,9 @@ def _backfill(folder: Path, *, ident: str, tracking: TrackingConfig) -> Backfill
         store.set_status(parent_id, parent_status)
         report.runs_finished += 1
     best = _best(folder)
-    log_sweep_artifacts(store, parent_id, folder=ident, best_trial_id=best.get(TRIAL_ID),
-                        best_checkpoint=best.get("checkpoint"), uri=uri)
+    if log_sweep_artifacts(store, parent_id, folder=ident, best_trial_id=best.get(TRIAL_ID),
+                           best_checkpoint=best.get("checkpoint"), uri=uri):
+        report.checkpoints_uploaded += 1
     return report
 
 

@@ -45,6 +45,7 @@ from sweeps.config import SMOKE_GRACE_PERIOD, SMOKE_MAX_EPOCHS, SMOKE_SUBSET, Sw
 from sweeps.space_builtin import resolve_space
 from sweeps.strategies import hyperopt_startup_trials
 from sweeps.tracking import check_tracking, for_sweep, log_comparison
+from sweeps.tracking_runs import FINISHED, KILLED
 from sweeps.tracking_config import TrackingConfig, add_tracking_args, tracking_from_args
 from sweeps.capacity import read_autoscaling
 from sweeps.config import SweepInputError
@@ -262,6 +263,13 @@ def write_outputs(anytime: pd.DataFrame, summary: pd.DataFrame, *, out: Path, ta
     fig.savefig(out / PLOT_FILE, dpi=120)
 
 
+def seeds_per_strategy(summary: pd.DataFrame) -> str:
+    """How many seeds each strategy finished: one number, or a range after an interrupt."""
+    counts = summary.groupby(at.STRATEGY)[at.SEED].nunique() if len(summary) else pd.Series([0])
+    low, high = int(counts.min()), int(counts.max())
+    return str(low) if low == high else f"{low}-{high}"
+
+
 def format_table(summary: pd.DataFrame) -> str:
     table = format_strategy_table(strategy_table(summary))
     trials = summary.groupby(at.STRATEGY)[TRIALS].median()
@@ -298,25 +306,29 @@ def run_comparison(cfg: CompareConfig, *, data: Any = None, tracking: TrackingCo
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     budget = cfg.trial_epoch_budget
-    (out / CONFIG_FILE).write_text(json.dumps({**asdict(cfg), "trial_epoch_budget": budget},
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    # The stamp ends every sweep's name: the report diagnoses this run's sweeps, not an earlier run's.
+    (out / CONFIG_FILE).write_text(json.dumps({**asdict(cfg), "trial_epoch_budget": budget, "stamp": stamp},
                                               indent=2, sort_keys=True, default=str))
     print(f"[compare] {len(cfg.strategies)} strategies x {len(cfg.seeds)} seeds, budget {budget} trial-epochs each "
           f"(max {cfg.sweep.max_epochs} epochs/trial), target {metrics.VAL_ACC} >= {cfg.target:g}", flush=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     curves: list[pd.DataFrame] = []
     rows: list[dict[str, Any]] = []
     interrupted = ""
     try:
         # Seeds outermost: an interrupted run still covers every strategy.
         for seed, strategy in ((seed, strategy) for seed in cfg.seeds for strategy in cfg.strategies):
+            interrupted = f"{strategy} seed {seed}"  # until it is done: a Ctrl-C outside Tune's fit() lands here
             done = _run_one(cfg, strategy, seed=seed, data=data, tracking=tracking, stamp=stamp)
             if done is None:
-                interrupted = f"{strategy} seed {seed}"
                 break
             curves.append(done[0])
             rows.append(done[1])
             write_outputs(pd.concat(curves, ignore_index=True), pd.DataFrame(rows), out=out,
                           target=cfg.target, budget=budget)
+            interrupted = ""
+    except KeyboardInterrupt:  # between sweeps (Tune turns one inside a sweep into an orderly stop)
+        pass
     finally:
         if owns_ray:
             ray.shutdown()
@@ -326,7 +338,9 @@ def run_comparison(cfg: CompareConfig, *, data: Any = None, tracking: TrackingCo
     if tracking.enabled:
         params = {"strategies": ",".join(cfg.strategies), "seeds": ",".join(map(str, cfg.seeds)),
                   "budget_trial_epochs": budget, "target": cfg.target, "max_epochs": cfg.sweep.max_epochs}
-        run_id = log_comparison(out, tracking=tracking, name=f"compare-{stamp}", params=params)
+        # KILLED when interrupted: the tables hold only the sweeps that finished.
+        run_id = log_comparison(out, tracking=tracking, name=f"compare-{stamp}", params=params,
+                                status=KILLED if interrupted else FINISHED)
     return Comparison(anytime=anytime, summary=summary, output_dir=out, run_id=run_id, interrupted=interrupted)
 
 
@@ -403,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if comparison.summary.empty:
             return 130
     print(f"\nBest {metrics.VAL_ACC} within {cfg.trial_epoch_budget} trial-epochs, and trial-epochs to reach "
-          f"{cfg.target:g} (n = {len(cfg.seeds)} seeds per strategy):")
+          f"{cfg.target:g} (n = {seeds_per_strategy(comparison.summary)} seeds per strategy):")
     print(format_table(comparison.summary))
     print(f"Wrote {comparison.output_dir / ANYTIME_FILE}, {comparison.output_dir / SUMMARY_FILE}, "
           f"{comparison.output_dir / PLOT_FILE}" + (f"; MLflow run {comparison.run_id}" if comparison.run_id else ""))

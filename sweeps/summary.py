@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pyarrow.fs
@@ -138,17 +139,22 @@ def summarize(grid: Any, *, max_epochs: int, keys: list[str], data: Any = None, 
         best_config=trial_dict(best.config or {}),
         best_val_acc=_best_val_acc(best),
         test={k: float(v) for k, v in test.items()},
-        best_checkpoint=checkpoint_uri(checkpoint) if checkpoint is not None else None,
+        best_checkpoint=checkpoint_uri(checkpoint, experiment_path=experiment_path) if checkpoint is not None else None,
     )
 
 
-def checkpoint_uri(checkpoint: Any) -> str:
+def checkpoint_uri(checkpoint: Any, *, experiment_path: str) -> str:
     """Where a Ray ``Checkpoint`` lives, openable by any reader: its path on local storage, a URI
-    elsewhere (Ray keeps remote paths relative to their filesystem: bucket/path, no scheme)."""
+    elsewhere. Ray keeps remote paths relative to their filesystem (bucket/path, no scheme), so the
+    URI is the experiment's own with the checkpoint's place under it."""
     fs = getattr(checkpoint, "filesystem", None)
     scheme = getattr(fs, "type_name", "local")
     if scheme == "local" or "://" in checkpoint.path:
         return checkpoint.path
+    parts = urlsplit(experiment_path)
+    base = f"{parts.netloc}{parts.path}".rstrip("/")
+    if "://" in experiment_path and checkpoint.path.startswith(base + "/"):
+        return experiment_path.rstrip("/") + checkpoint.path[len(base):]
     return f"{'gs' if scheme == 'gcs' else scheme}://{checkpoint.path}"
 
 
@@ -158,12 +164,14 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def format_summary(summary: SweepSummary, *, top_k: int, storage_path: str, cut_off: int = 0) -> str:
+def format_summary(summary: SweepSummary, *, top_k: int, storage_path: str, interrupted: bool = False,
+                   cut_off: int = 0) -> str:
     """The end-of-sweep text; ``cut_off``: trials an interrupt cut short (shown as stopped_early
     below, since Tune ends them as finished; --resume runs them on)."""
-    head = (f"Sweep interrupted: {summary.num_trials} trials so far ({cut_off} cut off mid-training, listed as "
-            f"{metrics.STOPPED_EARLY}; --resume continues them), {summary.num_errored} errored."
-            if cut_off else f"Sweep finished: {summary.num_trials} trials, {summary.num_errored} errored.")
+    cut = (f", {cut_off} cut off mid-training (listed as {metrics.STOPPED_EARLY}; --resume continues them)"
+           if cut_off else "")
+    head = (f"Sweep interrupted: {summary.num_trials} trials so far{cut}, {summary.num_errored} errored."
+            if interrupted else f"Sweep finished: {summary.num_trials} trials, {summary.num_errored} errored.")
     lines = [head]
     if len(summary.table):
         counts = summary.table[metrics.END_STATE_TAG].value_counts()

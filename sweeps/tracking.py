@@ -386,21 +386,24 @@ def _export_note(uri: str) -> str:
 
 def backfill_command(folder: str, *, uri: str, experiment: str) -> str:
     """The command that writes what MLflow lacks of this sweep, into this very store and experiment."""
-    return (f"python -m sweeps.backfill {redact_uri(folder)} --mlflow-tracking-uri {usable_uri(uri)} "
+    return (f"python -m sweeps.backfill {shlex.quote(redact_uri(folder))} --mlflow-tracking-uri {usable_uri(uri)} "
             f"--mlflow-experiment {shlex.quote(experiment)}")
 
 
 def log_sweep_artifacts(store: RunStore, parent_id: str, *, folder: str, best_trial_id: str | None,
-                        best_checkpoint: str | None, uri: str, attempts: int = 3) -> None:
+                        best_checkpoint: str | None, uri: str, attempts: int = 3) -> bool:
     """Bring the parent's copy of the sweep's artifacts up to date (idempotent: backfill calls it too).
 
     The summary and best config are small and uploaded every time: after a --resume they replace
     the interrupted sweep's. The best checkpoint is uploaded when it is another than the one there.
     """
+    uploaded: list[bool] = []
     with tempfile.TemporaryDirectory(prefix="sweep-artifacts-") as tmp:
         try:  # on remote storage (s3://… on a cluster) through a local copy
             files = storage.fetch_files(folder, (SUMMARY_CSV, BEST_CONFIG_JSON), into=Path(tmp))
-            checkpoint = storage.fetch_dir(best_checkpoint, into=Path(tmp) / _CHECKPOINT_ARTIFACT)
+            # A checkpoint already there is not downloaded again (from a bucket it is the big part).
+            checkpoint = (None if _has_checkpoint(store, parent_id, best_checkpoint)
+                          else storage.fetch_dir(best_checkpoint, into=Path(tmp) / _CHECKPOINT_ARTIFACT))
         except OSError as exc:  # pyarrow's errors (no access, no such bucket) are OSErrors
             logger.warning("Could not read the sweep's summary and best checkpoint from %s (%s); the MLflow parent "
                            "run gets them once `%s` can.", redact_uri(folder), _reason(exc),
@@ -411,13 +414,26 @@ def log_sweep_artifacts(store: RunStore, parent_id: str, *, folder: str, best_tr
             for path in files:
                 store.client.log_artifact(parent_id, str(path))  # same path: replaces the older copy
             if checkpoint is not None and best_checkpoint:
-                store.sync_dir(parent_id, checkpoint, artifact_path=_CHECKPOINT_ARTIFACT,
-                               source_tag=TAG_BEST_CHECKPOINT, source=best_checkpoint)
+                uploaded.append(store.sync_dir(parent_id, checkpoint, artifact_path=_CHECKPOINT_ARTIFACT,
+                                               source_tag=TAG_BEST_CHECKPOINT, source=best_checkpoint))
             if best_trial_id:
                 store.set_tags(parent_id, {TAG_BEST_TRIAL: best_trial_id})
 
         retry(upload, what="log the sweep's summary and best checkpoint", uri=uri, attempts=attempts,
               fix=backfill_command(folder, uri=uri, experiment=store.experiment))
+    return any(uploaded)
+
+
+def _has_checkpoint(store: RunStore, parent_id: str, best_checkpoint: str | None) -> bool:
+    """Whether the parent holds this very checkpoint; False also when MLflow cannot say (the
+    upload that follows then retries, and warns once if it fails)."""
+    if not best_checkpoint:
+        return False
+    try:
+        return store.has_synced(parent_id, artifact_path=_CHECKPOINT_ARTIFACT, source_tag=TAG_BEST_CHECKPOINT,
+                                source=best_checkpoint)
+    except Exception:
+        return False
 
 
 def for_sweep(config: "SweepConfig", tracking: TrackingConfig) -> MlflowTrackingCallback | None:
@@ -433,7 +449,8 @@ def for_sweep(config: "SweepConfig", tracking: TrackingConfig) -> MlflowTracking
 
 
 def log_comparison(folder: str | Path, *, tracking: TrackingConfig, run_id: str | None = None,
-                   name: str | None = None, params: Mapping[str, Any] | None = None) -> str | None:
+                   name: str | None = None, params: Mapping[str, Any] | None = None,
+                   status: str = FINISHED) -> str | None:
     """Log a strategy comparison's tables and plots (``sweeps.compare``'s output folder).
 
     Into ``run_id`` when given, else into a new run tagged ``sweep.role=comparison`` named
@@ -462,7 +479,7 @@ def log_comparison(folder: str | Path, *, tracking: TrackingConfig, run_id: str 
         for path in files:
             store.log_file_once(rid, path)
         if run_id is None:
-            store.set_status(rid, FINISHED)
+            store.set_status(rid, status)
         return rid
 
     return retry(upload, what=f"log the comparison in {folder}", uri=uri)

@@ -253,13 +253,17 @@ class RunStore:
         parent, _, name = artifact_path.rpartition("/")
         return any(Path(f.path).name == name for f in self.client.list_artifacts(run_id, parent or None))
 
+    def has_synced(self, run_id: str, *, artifact_path: str, source_tag: str, source: str) -> bool:
+        """Whether the run holds ``artifact_path`` copied from ``source`` (see ``sync_dir``)."""
+        tags = self.client.get_run(run_id).data.tags
+        return tags.get(source_tag) == source and self.has_artifact(run_id, artifact_path)
+
     def sync_dir(self, run_id: str, local_dir: str | Path, *, artifact_path: str, source_tag: str,
                  source: str) -> bool:
         """Upload ``local_dir`` (a copy of ``source``) unless the run's ``source_tag`` says ``source`` is
         there already; True when something was uploaded. Another source replaces the old one's files
         (a resumed sweep's best checkpoint may be another trial's than the interrupted sweep's)."""
-        tags = self.client.get_run(run_id).data.tags
-        if tags.get(source_tag) == source and self.has_artifact(run_id, artifact_path):
+        if self.has_synced(run_id, artifact_path=artifact_path, source_tag=source_tag, source=source):
             return False
         self.client.log_artifacts(run_id, str(local_dir), artifact_path)
         self.set_tags(run_id, {source_tag: source})

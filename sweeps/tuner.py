@@ -131,11 +131,15 @@ def check_resources(cfg: SweepConfig, *, scaling: Autoscaling | None = None) -> 
     can_add = fitting_types(scaling, cpus=cpus, gpus=gpus) if scaling else []
     unknown = unknown_types(scaling) if scaling else []
     if not fits_now and not can_add and not unknown:
-        if gpus > 0 and total.get("GPU", 0) == 0:
+        # "No GPU" only where no node, up or addable, has that many GPUs; else the trial is too big.
+        gpu_nodes = [*nodes, *(t.resources for t in (scaling.types if scaling else ()))]
+        if gpus > 0 and not any(n.get("GPU", 0) >= gpus for n in gpu_nodes):
             names = ", ".join(t.name for t in scaling.types) if scaling else ""
             where = (f", and no worker type its autoscaler may add ({names or 'none'}) holds {gpus:g} GPU + {cpus:g} "
                      "CPU" if scaling else "")
-            raise SweepInputError(f"The value of `gpus_per_trial` is {gpus:g}, but the Ray cluster has no GPU{where}. "
+            now = ("the Ray cluster has no GPU" if not any(n.get("GPU", 0) for n in nodes)
+                   else f"no node of the Ray cluster has {gpus:g} GPUs")
+            raise SweepInputError(f"The value of `gpus_per_trial` is {gpus:g}, but {now}{where}. "
                                   "Pass --gpus-per-trial 0, or add GPU nodes to the cluster (with `ray up`, GPU worker "
                                   "types in its config; else wait until a GPU node has joined: `ray status`).")
         # Without the autoscaler's config (a cluster started by hand, KubeRay) more nodes may still join.
@@ -382,5 +386,5 @@ def run_sweep(cfg: SweepConfig, *, data: CifarArrays | None = None, callbacks: I
 
 def report_text(outcome: SweepOutcome) -> str:
     return format_summary(outcome.summary, top_k=outcome.cfg.top_k, storage_path=outcome.cfg.storage_uri,
-                          cut_off=outcome.cut_off)
+                          interrupted=outcome.interrupted, cut_off=outcome.cut_off)
 

@@ -65,7 +65,7 @@ def test_a_slow_learner_still_far_from_fitting_is_underfitting_not_a_good_fit():
     assert got["slow"] == m.UNDERFITTING and "high_loss" in signals and not signals & {"plateau", "near_chance"}
     alone = verdicts(records("slow", tl, ta, tl + 0.02, ta - 0.01, lr=1e-4))  # no other trial to be behind
     assert alone[0]["slow"] == m.UNDERFITTING and alone[1].loc["slow", "signals"] == "high_loss"
-    assert "still above 1.38" in table.loc["slow", "evidence"] and "lr 0.0001" in table.loc["slow", "advice"]
+    assert "are still above 1.38" in table.loc["slow", "evidence"] and "lr 0.0001" in table.loc["slow", "advice"]
 
 
 def test_the_best_validating_trial_is_not_behind_a_memorising_one():
@@ -73,10 +73,12 @@ def test_the_best_validating_trial_is_not_behind_a_memorising_one():
     # another memorises the training set (train_acc 0.99) and validates worse.
     reg_ta, reg_va = 0.3 + 0.009 * E, 0.35 + 0.0135 * E
     mem_ta, mem_va = np.minimum(0.99, 0.4 + 0.03 * E), np.full_like(E, 0.5)
-    reg_loss = 1.3 - 0.005 * E  # below the high-loss mark: fits the (augmented) training data fairly
-    got, table = verdicts(records("reg", reg_loss, reg_ta, reg_loss - 0.2, reg_va, head_dropout=0.5)
+    # Its train_loss (dropout on, augmented batches) stays above 0.6 x ln 10, as 0.48 accuracy implies;
+    # on the clean validation images its loss is far lower.
+    reg_loss = 1.9 - 0.02 * E
+    got, table = verdicts(records("reg", reg_loss, reg_ta, 1.5 - 0.02 * E, reg_va, head_dropout=0.5)
                           + records("mem", 2.0 * np.exp(-E / 5), mem_ta, 1.5 + 0.02 * E, mem_va))
-    assert "behind_best" not in table.loc["reg", "signals"].split() and got["reg"] != m.UNDERFITTING
+    assert not {"behind_best", "high_loss"} & set(table.loc["reg", "signals"].split()) and got["reg"] != m.UNDERFITTING
     assert got["mem"] == m.OVERFITTING
 
 

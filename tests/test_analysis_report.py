@@ -163,7 +163,10 @@ def test_not_a_folder_without_tracking_uri(capsys):
 
 def test_a_mistyped_folder_is_named_even_where_an_mlflow_store_is(tmp_path, capsys):
     (tmp_path / "mlflow.db").touch()  # after a sweep: the default store makes any name an MLflow reference
-    assert "'ray_results/nope' is not a folder (no such directory)" in _exit_2(["ray_results/nope"], capsys)
+    err = _exit_2(["ray_results/nope"], capsys)
+    assert "'ray_results/nope' is not a folder (no such directory)" in err and "nor in MLflow" in err
+    # A name with "/" may be an MLflow experiment (Databricks names are paths): MLflow is asked first.
+    assert "'team/cnn' is not a folder" in _exit_2(["team/cnn"], capsys)
 
 
 def test_an_empty_tracking_uri_is_refused_not_skipped(ray_folder, capsys):
@@ -204,27 +207,36 @@ def test_importing_analysis_pulls_in_neither_torch_nor_ray():
 
 def test_comparison_folder_diagnoses_each_strategys_trials(tmp_path):
     cmp = comparison_folder(tmp_path / "cmp")
-    for strategy, seed, trials in (("random", 0, {"a": overfit()}), ("hyperopt-asha", 1, {"a": good()})):
+    # The third is a sweep a Ctrl-C cut short: the comparison left it out of summary.csv (seeds 0-2).
+    for strategy, seed, trials in (("random", 0, {"a": overfit()}), ("hyperopt", 1, {"a": good()}),
+                                   ("random", 7, {"a": good()})):
         rows = {t: [{k: v for k, v in r.items() if k != m.TRIAL_ID} for r in recs] for t, recs in trials.items()}
         write_ray_folder(cmp / "ray_results" / f"compare-{strategy}-seed{seed}-20260101", rows)
     assert main([str(cmp), "--out", str(tmp_path / "out")]) == 0
     diagnoses = pd.read_csv(tmp_path / "out" / "diagnoses.csv").set_index(m.TRIAL_ID)
     assert diagnoses.loc["compare-random-seed0-20260101/a", m.TAG_DIAGNOSIS] == m.OVERFITTING
-    assert diagnoses.loc["compare-hyperopt-asha-seed1-20260101/a", "strategy"] == "hyperopt-asha"
+    assert diagnoses.loc["compare-hyperopt-seed1-20260101/a", "strategy"] == "hyperopt"
+    assert len(diagnoses) == 2  # not the cut-short sweep
     html = (tmp_path / "out" / "report.html").read_text()
     assert "Diagnoses by strategy" in html and html.count('<img alt="') == 4
 
 
 def test_a_comparison_stored_elsewhere_is_found_with_its_strategies_names(tmp_path, capsys):
     cmp = comparison_folder(tmp_path / "cmp")
-    (cmp / "compare_config.json").write_text(json.dumps({"strategies": ["random", "hyperopt+asha"],
+    summary = pd.read_csv(cmp / "summary.csv")
+    summary.loc[summary["strategy"] == "hyperopt", "strategy"] = "hyperopt+asha"
+    summary.to_csv(cmp / "summary.csv", index=False)
+    (cmp / "compare_config.json").write_text(json.dumps({"strategies": ["random", "hyperopt+asha"], "stamp": "20260101",
                                                          "sweep": {"storage_path": str(tmp_path / "elsewhere")}}))
     rows = {"a": [{k: v for k, v in r.items() if k != m.TRIAL_ID} for r in good()]}
     write_ray_folder(tmp_path / "elsewhere" / "compare-hyperopt-asha-seed1-20260101", rows)
+    write_ray_folder(tmp_path / "elsewhere" / "compare-random-seed1-20251231", rows)  # an earlier run's sweep
     assert main([str(cmp), "--out", str(tmp_path / "out")]) == 0
     diagnoses = pd.read_csv(tmp_path / "out" / "diagnoses.csv").set_index(m.TRIAL_ID)
     assert diagnoses.loc["compare-hyperopt-asha-seed1-20260101/a", "strategy"] == "hyperopt+asha"
-    (tmp_path / "elsewhere" / "compare-hyperopt-asha-seed1-20260101").rename(tmp_path / "gone")
+    assert len(diagnoses) == 1  # only this run's sweeps
+    for experiment in (tmp_path / "elsewhere").iterdir():
+        experiment.rename(tmp_path / experiment.name)
     assert main([str(cmp), "--out", str(tmp_path / "out2")]) == 0
     assert "No Ray results of the comparison's sweeps found" in capsys.readouterr().out
 

@@ -135,7 +135,7 @@ def test_a_run_that_diverged_is_neither_resumed_nor_overwritten(cifar_dir: Path,
     assert "diverged after epoch 1" in printed and "checkpoint: none (the first epoch diverged)" in printed
     assert "diverged at epoch 1; there is nothing to resume" in _error(
         [*DIVERGING, "--data-dir", str(cifar_dir), "--output", str(out), "--resume"], capsys)
-    assert "it holds a run that diverged; choose another --output" in _error(
+    assert "it holds a run that diverged at epoch 1. Choose another --output" in _error(
         [*DIVERGING, "--data-dir", str(cifar_dir), "--output", str(out)], capsys)
 
 
@@ -161,8 +161,8 @@ def test_resume_repairs_a_metrics_file_cut_between_checkpoint_and_row(cifar_dir:
                     device="cpu")
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 2
-    # Killed after epoch 2's checkpoint was in place but before its row was written: row 2 is gone.
-    (out / "metrics.jsonl").write_text(rows[0] + "\n")
+    # Killed after epoch 2's checkpoint was in place, while its row was being written: row 2 is cut short.
+    (out / "metrics.jsonl").write_text(rows[0] + "\n" + rows[1][:25])
     assert main([*sets, "--output", str(out), "--resume"]) == 0
     assert "it now does" in capsys.readouterr().out
     lines = (out / "metrics.jsonl").read_text().splitlines()

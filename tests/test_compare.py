@@ -51,6 +51,12 @@ def test_sweep_config_per_strategy():
     assert CompareConfig(sweep=SweepConfig(max_epochs=5)).trial_epoch_budget == compare.DEFAULT_BUDGET_TRIALS * 5
 
 
+def test_the_table_header_counts_the_seeds_each_strategy_finished():
+    full = pd.DataFrame({at.STRATEGY: ["a", "a", "b", "b"], at.SEED: [0, 1, 0, 1]})
+    assert compare.seeds_per_strategy(full) == "2"
+    assert compare.seeds_per_strategy(full.iloc[:3]) == "1-2"  # b's second seed was cut short
+
+
 def test_tpe_starts_up_as_for_the_full_length_trials_the_budget_buys():
     # num_samples is B, an upper bound; a quarter of it would keep TPE random for most of the budget.
     assert CompareConfig(budget=40, sweep=SweepConfig(max_epochs=4)).sweep_config("hyperopt", seed=0).startup_trials == 3

@@ -56,7 +56,7 @@ def test_resume_finishes_an_interrupted_sweep_without_redoing_finished_trials(ci
     proc.send_signal(signal.SIGINT)  # what Ctrl-C does: Tune saves its state and stops
     output = proc.communicate(timeout=180)[0]
     assert proc.returncode == 130 and "--resume --name interrupted" in output, output[-3000:]
-    assert "Sweep interrupted: " in output and "cut off mid-training" in output, output[-3000:]
+    assert "Sweep interrupted: " in output and "Sweep finished" not in output, output[-3000:]
     before = _lines_by_trial(experiment)
     finished = _finished_trials(experiment)
     assert finished and len(finished) < TRIALS, output[-3000:]

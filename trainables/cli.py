@@ -165,14 +165,28 @@ def resolve_config(args: argparse.Namespace) -> TrialConfig:
     return cfg
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The metrics rows a run wrote so far (CSV values stay strings)."""
+def read_rows(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The whole metrics rows a run wrote so far (CSV values stay strings), and how many lines were
+    not whole rows (a line a kill cut short): those are left out."""
     if not path.is_file():
-        return []
+        return [], 0
+    rows, broken = [], 0
     with path.open(newline="") as f:
         if path.suffix == ".csv":
-            return list(csv.DictReader(f))
-        return [json.loads(line) for line in f if line.strip()]
+            for row in csv.DictReader(f):
+                if None not in row and None not in row.values() and row.get(metrics.EPOCH, "").strip():
+                    rows.append(row)
+                else:
+                    broken += 1
+            return rows, broken
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                broken += 1
+    return rows, broken
 
 
 def _epoch_of(row: Mapping[str, Any]) -> int:
@@ -188,7 +202,7 @@ def check_output(args: argparse.Namespace, cfg: TrialConfig) -> Path | None:
     out = Path(args.output)
     ckpt = out / CHECKPOINT_DIR
     metrics_file = out / METRICS_FORMATS[args.metrics_format]
-    rows = read_rows(metrics_file)
+    rows, _ = read_rows(metrics_file)
     if args.resume:
         recover_checkpoint(out)  # a crash mid-swap leaves the previous checkpoint aside
         if _diverged(rows):
@@ -202,10 +216,11 @@ def check_output(args: argparse.Namespace, cfg: TrialConfig) -> Path | None:
         check_same_config(read_config(ckpt), cfg.to_dict(), where=str(ckpt))
         return ckpt
     if metrics_file.exists() or ckpt.exists():
-        what = ("it holds a run that diverged" if _diverged(rows) and not ckpt.exists()
-                else "it already holds a run. Pass --resume to continue it, or")
-        raise UsageError(f"The value of `--output` is {str(out)!r}, but {what}; choose another --output "
-                         "(or delete that folder to reuse it).")
+        if _diverged(rows):
+            raise UsageError(f"The value of `--output` is {str(out)!r}, but it holds a run that diverged at epoch "
+                             f"{_epoch_of(rows[-1])}. Choose another --output, or delete that folder to reuse it.")
+        raise UsageError(f"The value of `--output` is {str(out)!r}, but it already holds a run. Pass --resume to "
+                         "continue it, or choose another --output (or delete that folder to reuse it).")
     return None
 
 
@@ -217,12 +232,12 @@ def reconcile_metrics(path: Path, ckpt: Path) -> int:
     keeps its epoch's row, so a missing one is restored from it. Returns the rows changed.
     """
     state = read_checkpoint(ckpt)
-    rows = read_rows(path)
+    rows, broken = read_rows(path)
     kept = [r for r in rows if _epoch_of(r) <= state["epoch"]]
     if state["metrics"] and (not kept or _epoch_of(kept[-1]) < state["epoch"]):
         kept.append(dict(state["metrics"]))
-    changed = len(rows) - len(kept) if len(kept) < len(rows) else len(kept) - len(rows)
-    if kept != rows:
+    changed = abs(len(rows) - len(kept)) + broken
+    if kept != rows or broken:
         path.unlink(missing_ok=True)
         sink = CsvReporter(path) if path.suffix == ".csv" else JsonLinesReporter(path)
         for row in kept:
