@@ -74,7 +74,8 @@ def summarize(diagnoses: pd.DataFrame | None, strategies: pd.DataFrame | None) -
         lines.append(f"{len(diagnoses)} trials: {parts}.")
         if STRATEGY in diagnoses:
             for strategy, row in verdicts_by_strategy(diagnoses).iterrows():
-                lines.append(f"  {strategy}: " + ", ".join(f"{n} {v}" for v, n in row.items() if n))
+                counts_text = ", ".join(f"{n} {v}" for v, n in row.drop("n trials").items() if n)
+                lines.append(f"  {strategy} ({row['n trials']} trials): {counts_text}")
         if "best_val_acc" in diagnoses and diagnoses["best_val_acc"].notna().any():
             best = diagnoses.loc[diagnoses["best_val_acc"].idxmax()]
             lines.append(f"Best trial {best[m.TRIAL_ID]}: val_acc {best['best_val_acc']:.4f} at epoch "

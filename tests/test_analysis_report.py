@@ -205,7 +205,7 @@ def test_importing_analysis_pulls_in_neither_torch_nor_ray():
     assert out.strip() == "[]"
 
 
-def test_comparison_folder_diagnoses_each_strategys_trials(tmp_path):
+def test_comparison_folder_diagnoses_each_strategys_trials(tmp_path, capsys):
     cmp = comparison_folder(tmp_path / "cmp")
     # The third is a sweep a Ctrl-C cut short: the comparison left it out of summary.csv (seeds 0-2).
     for strategy, seed, trials in (("random", 0, {"a": overfit()}), ("hyperopt", 1, {"a": good()}),
@@ -217,6 +217,7 @@ def test_comparison_folder_diagnoses_each_strategys_trials(tmp_path):
     assert diagnoses.loc["compare-random-seed0-20260101/a", m.TAG_DIAGNOSIS] == m.OVERFITTING
     assert diagnoses.loc["compare-hyperopt-seed1-20260101/a", "strategy"] == "hyperopt"
     assert len(diagnoses) == 2  # not the cut-short sweep
+    assert "  random (1 trials): 1 overfitting\n" in capsys.readouterr().out
     html = (tmp_path / "out" / "report.html").read_text()
     assert "Diagnoses by strategy" in html and html.count('<img alt="') == 4
 
