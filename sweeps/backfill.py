@@ -95,11 +95,10 @@ def _sweep_settings(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text()).get("sweep", {}) if path.is_file() else {}
 
 
-def _parent(store: RunStore, folder: str, settings: dict[str, Any], trial_ids: list[str],
+def _parent(store: RunStore, folder: str, name: str, settings: dict[str, Any], trial_ids: list[str],
             report: BackfillReport) -> str:
     from sweeps.tracking import parent_tags, safe_params
 
-    name = folder.rstrip("/").rsplit("/", 1)[-1]
     parent = store.find_parent(sweep_name=name, folder=redact_uri(folder))
     if parent is None:  # logged from another folder: the results were copied or moved since
         parent = store.find_parent_of_trials(sweep_name=name, trial_ids=trial_ids)
@@ -163,10 +162,10 @@ def _backfill(folder: Path, *, ident: str, tracking: TrackingConfig) -> Backfill
     report = BackfillReport(target=f"experiment '{tracking.experiment}' at {redact_uri(uri)}")
     settings = _sweep_settings(folder)
     trials = read_trials(folder)
-    parent_id = _parent(store, ident, settings, [t.trial_id for t in trials], report)
+    name = ident.rsplit("/", 1)[-1]  # the sweep's name: its folder's (``backfill`` strips a trailing /)
+    parent_id = _parent(store, ident, name, settings, [t.trial_id for t in trials], report)
     children = store.children(parent_id)
     max_epochs = settings.get("max_epochs")
-    name = ident.rsplit("/", 1)[-1]
     for trial in trials:
         sync_trial(store, parent_id, trial, sweep_name=name, existing=children.get(trial.trial_id),
                    sweep_max_epochs=max_epochs, report=report)

@@ -41,14 +41,12 @@ from analysis.frames import COMPARE_CONFIG_FILE
 from analysis.plots import plot_anytime
 from analysis.strategies import ANYTIME_FILE, SUMMARY_FILE, format_strategy_table, strategy_table
 from sweeps import anytime as at
-from sweeps.config import SMOKE_GRACE_PERIOD, SMOKE_MAX_EPOCHS, SMOKE_SUBSET, SweepConfig
+from sweeps.config import SMOKE_GRACE_PERIOD, SMOKE_MAX_EPOCHS, SMOKE_SUBSET, SweepConfig, SweepInputError
 from sweeps.space_builtin import resolve_space
 from sweeps.strategies import hyperopt_startup_trials
 from sweeps.tracking import check_tracking, for_sweep, log_comparison
-from sweeps.tracking_runs import FINISHED, KILLED
 from sweeps.tracking_config import TrackingConfig, add_tracking_args, tracking_from_args
-from sweeps.capacity import read_autoscaling
-from sweeps.config import SweepInputError
+from sweeps.tracking_runs import FINISHED, KILLED
 from sweeps.tuner import check_resources, connect, execute, load_data, prepare
 from trainables import metrics
 
@@ -298,7 +296,7 @@ def run_comparison(cfg: CompareConfig, *, data: Any = None, tracking: TrackingCo
     data = validate(cfg, tracking=tracking, data=data)
     owns_ray = connect(cfg.sweep)  # one Ray for all sweeps: each prepare() then joins it
     try:  # before anything is written: a trial that fits no node is bad input, like a bad flag
-        check_resources(cfg.sweep, scaling=read_autoscaling() if cfg.sweep.address is not None else None)
+        check_resources(cfg.sweep)
     except SweepInputError:
         if owns_ray:
             ray.shutdown()

@@ -121,9 +121,10 @@ class Capacity:
         return f"{now} now, the autoscaler may add up to {self.scaling.max_workers} workers"
 
 
-def check_resources(cfg: SweepConfig, *, scaling: Autoscaling | None = None) -> Capacity:
-    """A trial must fit on some node, up now or one the autoscaler may add; else Tune would wait
-    forever. ``scaling``: the autoscaler's config (``capacity.read_autoscaling``) on a cluster."""
+def check_resources(cfg: SweepConfig) -> Capacity:
+    """A trial must fit on some node, up now or one the autoscaler may add (on a cluster, from the
+    config `ray up` left on this head); else Tune would wait forever."""
+    scaling = read_autoscaling() if cfg.address is not None else None  # a local Ray never scales
     total = ray.cluster_resources()
     cpus, gpus = cfg.cpus_per_trial, cfg.gpus_per_trial
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
@@ -256,7 +257,7 @@ def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None,
     except (ValueError, TypeError, OSError, RuntimeError) as exc:  # OSError: missing/corrupt dataset files
         raise SweepInputError(str(exc)) from exc
     try:
-        capacity = check_resources(cfg, scaling=read_autoscaling() if cfg.address is not None else None)
+        capacity = check_resources(cfg)
     except SweepInputError:
         if owns_ray:
             ray.shutdown()
