@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
 import pandas as pd
@@ -62,14 +62,21 @@ def _best_val_acc(result: Any) -> float:
     return _finite((result.metrics or {}).get(metrics.VAL_ACC))
 
 
-def trial_row(result: Any, *, max_epochs: int, keys: list[str]) -> dict[str, Any]:
-    """One summary row for a ray.tune.Result."""
+def trial_row(result: Any, *, max_epochs: int, keys: list[str], cut_off: frozenset[str] = frozenset()
+              ) -> dict[str, Any]:
+    """One summary row for a ray.tune.Result; ``cut_off``: ids of trials an interrupt cut short."""
     last = result.metrics or {}
     config = (last.get("config") or getattr(result, "config", None) or {})
     epochs_cap = min(max_epochs, config.get("epochs") or max_epochs)  # the trial's own length
+    trial_id = last.get(metrics.TRIAL_ID) or result.path.rstrip("/").rsplit("/", 1)[-1]
+    state = end_state(last, max_epochs=epochs_cap, errored=result.error is not None)
+    if trial_id in cut_off and state != metrics.ERRORED:
+        # Tune ends a trial running at Ctrl+C as if it had finished (sweeps/trial_ends.py); by its
+        # last result alone it would read stopped_early or even completed.
+        state = metrics.INTERRUPTED
     return {
-        metrics.TRIAL_ID: last.get(metrics.TRIAL_ID) or result.path.rstrip("/").rsplit("/", 1)[-1],
-        metrics.END_STATE_TAG: end_state(last, max_epochs=epochs_cap, errored=result.error is not None),
+        metrics.TRIAL_ID: trial_id,
+        metrics.END_STATE_TAG: state,
         metrics.BEST_VAL_ACC: _best_val_acc(result),
         metrics.VAL_ACC: _finite(last.get(metrics.VAL_ACC)),
         EPOCHS_RUN: int(last.get(metrics.TRAINING_ITERATION, 0) or 0),
@@ -113,10 +120,12 @@ class SweepSummary:
 
 
 def summarize(grid: Any, *, max_epochs: int, keys: list[str], data: Any = None, device: str = "cpu",
-              experiment_path: str) -> SweepSummary:
-    """Summary of a finished ResultGrid; with ``data``, the best checkpoint's test metrics too."""
+              experiment_path: str, cut_off: Iterable[str] = ()) -> SweepSummary:
+    """Summary of a finished ResultGrid; with ``data``, the best checkpoint's test metrics too.
+    ``cut_off``: ids of trials an interrupt cut short (labelled interrupted)."""
     results = [grid[i] for i in range(len(grid))]
-    rows = [trial_row(r, max_epochs=max_epochs, keys=keys) for r in results]
+    cut = frozenset(cut_off)
+    rows = [trial_row(r, max_epochs=max_epochs, keys=keys, cut_off=cut) for r in results]
     table = pd.DataFrame(rows)
     if len(table):
         table = table.sort_values(metrics.BEST_VAL_ACC, ascending=False, na_position="last").reset_index(drop=True)
@@ -166,16 +175,16 @@ def _fmt(value: Any) -> str:
 
 def format_summary(summary: SweepSummary, *, top_k: int, storage_path: str, interrupted: bool = False,
                    cut_off: int = 0) -> str:
-    """The end-of-sweep text; ``cut_off``: trials an interrupt cut short (shown as stopped_early
-    below, since Tune ends them as finished; --resume runs them on)."""
-    cut = (f", {cut_off} cut off mid-training (listed as {metrics.STOPPED_EARLY}; --resume continues them)"
+    """The end-of-sweep text; ``cut_off``: trials an interrupt cut short (--resume runs them on)."""
+    cut = (f", {cut_off} cut off mid-training (listed as {metrics.INTERRUPTED}; --resume continues them)"
            if cut_off else "")
     head = (f"Sweep interrupted: {summary.num_trials} trials so far{cut}, {summary.num_errored} errored."
             if interrupted else f"Sweep finished: {summary.num_trials} trials, {summary.num_errored} errored.")
     lines = [head]
     if len(summary.table):
         counts = summary.table[metrics.END_STATE_TAG].value_counts()
-        lines.append("End states: " + ", ".join(f"{s}={int(counts.get(s, 0))}" for s in metrics.END_STATES))
+        states = [*metrics.END_STATES, *([metrics.INTERRUPTED] if metrics.INTERRUPTED in counts else [])]
+        lines.append("End states: " + ", ".join(f"{s}={int(counts.get(s, 0))}" for s in states))
         top = summary.table.head(top_k).drop(columns=[ERROR])
         top.columns = [c.removeprefix(metrics.CONFIG_PREFIX) for c in top.columns]
         lines.append(f"Top {len(top)} trials by {metrics.BEST_VAL_ACC}:")

@@ -363,7 +363,7 @@ def execute(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop: Any
                             data=prepared.data if cfg.evaluate_best else None,
                             # Ours, not grid.experiment_path: on remote storage Ray gives that without its
                             # scheme (bucket/path), which no reader of the path can open.
-                            experiment_path=cfg.experiment_path)
+                            experiment_path=cfg.experiment_path, cut_off=ends.cut_off_ids())
         write_summary(summary)
         return SweepOutcome(grid=grid, summary=summary, cfg=cfg,
                             interrupted=len(grid) < prepared.expected_trials or ends.cut_off() > 0,

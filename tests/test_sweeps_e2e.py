@@ -16,7 +16,7 @@ from ray import tune
 import sweeps.tuner
 from sweeps.config import CONFIG_FILE, SweepConfig
 from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV
-from sweeps.tuner import prepare, run_sweep, subsample
+from sweeps.tuner import prepare, report_text, run_sweep, subsample
 from trainables import metrics
 from trainables.data import load_cifar10
 
@@ -166,6 +166,10 @@ def test_a_sweep_interrupted_in_its_last_trial_is_reported_interrupted(ray_sessi
     outcome = run_sweep(_cfg(tmp_path, search="random", scheduler="fifo", num_samples=2, max_concurrent=1,
                              evaluate_best=False), data=data, callbacks=[_InterruptWhenTrialStarts(2)])
     assert len(outcome.grid) == 2 and outcome.interrupted and not outcome.ok
+    # The live trial is labelled as cut off, not by its last result (stopped_early or completed).
+    states = outcome.summary.table[metrics.END_STATE_TAG].tolist()
+    assert outcome.cut_off == 1 and sorted(states) == [metrics.COMPLETED, metrics.INTERRUPTED], states
+    assert f"1 cut off mid-training (listed as {metrics.INTERRUPTED}" in report_text(outcome)
 
 
 def test_forced_state_snapshots_do_not_flood_the_output(ray_session, data, tmp_path, monkeypatch, caplog):

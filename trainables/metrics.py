@@ -54,6 +54,9 @@ STOPPED_EARLY = "stopped_early"  # stopped by the scheduler (ASHA/Hyperband) or 
 DIVERGED_STATE = "diverged"
 ERRORED = "errored"
 END_STATES = (COMPLETED, STOPPED_EARLY, DIVERGED_STATE, ERRORED)
+# A sweep summary's label for a trial an interrupt (Ctrl+C) cut off mid-training: --resume runs it on.
+# Not an end state: MLflow marks such a run KILLED without an end_state tag, and a resume ends it.
+INTERRUPTED = "interrupted"
 
 # Per-epoch curves the analysis reads (one row per trial-epoch).
 CURVE_METRICS = (TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, LR)
