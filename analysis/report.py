@@ -204,10 +204,11 @@ def _default_tracking_uri() -> str | None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+                                allow_abbrev=False)  # each help names its own default
     p.add_argument("sweep", help="Ray experiment folder, sweeps.compare folder, or (with --tracking-uri) an "
                                  "MLflow experiment name / parent run id")
-    p.add_argument("--tracking-uri", default=_default_tracking_uri(),
+    # --mlflow-tracking-uri: the spelling sweeps.cifar, sweeps.compare and sweeps.backfill use.
+    p.add_argument("--tracking-uri", "--mlflow-tracking-uri", dest="tracking_uri", default=_default_tracking_uri(),
                    help="MLflow tracking URI: read from it / write tags and the report to it (default: "
                         f"${ENV_TRACKING_URI}, else the sweeps' local store {LOCAL_STORE} when ./mlflow.db exists)")
     p.add_argument("--out", help="report folder (default <sweep>/report, or ./reports/<name> for MLflow)")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis import load_ray_results, strategy_table
-from analysis.report import _default_tracking_uri, main
+from analysis.report import _default_tracking_uri, _parser, main
 from analysis.strategies import spread_over_seeds
 from trainables import metrics as m
 from tests.test_analysis_diagnosis import good, overfit, underfit
@@ -262,3 +262,9 @@ def test_public_api_resolves():
         assert callable(getattr(analysis, name)), name
     with pytest.raises(AttributeError):
         analysis.no_such_function
+
+
+def test_the_tracking_uri_flag_takes_the_sweeps_spelling_too():
+    # sweeps.cifar, sweeps.compare and sweeps.backfill spell it --mlflow-tracking-uri.
+    for flag in ("--tracking-uri", "--mlflow-tracking-uri"):
+        assert _parser().parse_args(["folder", flag, "http://127.0.0.1:5000"]).tracking_uri == "http://127.0.0.1:5000"
