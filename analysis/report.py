@@ -25,6 +25,7 @@ from analysis.frames import END_STATE, load_comparison_trials, load_ray_results,
 from analysis.strategies import (SEED, STRATEGY, format_strategy_table, is_comparison_folder, load_comparison,
                                  strategy_table)
 from analysis.thresholds import DiagnosisThresholds, thresholds_from_json, thresholds_from_mapping
+from sweeps.tracking_config import ENV_TRACKING_URI, LOCAL_STORE, LOCAL_STORE_FILE  # where the sweeps log
 from trainables import metrics as m
 
 MAX_CURVE_TRIALS = 8  # best + flagged trials drawn in the curves figure; more is unreadable
@@ -193,13 +194,11 @@ def publish(report: Report, *, tracking_uri: str | None, parent_ref: str | None 
     return written
 
 
-ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
-LOCAL_STORE = "sqlite:///mlflow.db"  # MLflow's default local store, where `python -m sweeps.cifar` logs by default
 
 
 def _default_tracking_uri() -> str | None:
     """Where the sweep logged by default, so the report's tags land next to its runs."""
-    return os.environ.get(ENV_TRACKING_URI) or (LOCAL_STORE if Path("mlflow.db").exists() else None)
+    return os.environ.get(ENV_TRACKING_URI) or (LOCAL_STORE if Path(LOCAL_STORE_FILE).exists() else None)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ already-logged steps are skipped, so resuming, retrying and ``python -m sweeps.b
 all idempotent.
 
 Everything is logged from the driver, so trials on worker nodes never talk to MLflow. The
-default store is MLflow's own default, ``sqlite:///mlflow.db`` in the working directory
+default store is ``sqlite:///mlflow.db`` in the working directory (MLflow 3's own default)
 (``mlflow ui`` started in the same directory shows it, no server needed); a cluster shares a
 tracking server through ``--mlflow-tracking-uri`` or ``MLFLOW_TRACKING_URI``.
 """
@@ -39,7 +39,7 @@ from sweeps import storage
 from sweeps.config import is_uri
 from sweeps.ray_state import ERROR
 from sweeps.redact import redact_text, redact_uri, secret_values
-from sweeps.tracking_config import ENV_TRACKING_URI, TrackingConfig, TrackingError
+from sweeps.tracking_config import ENV_TRACKING_URI, LOCAL_STORE, TrackingConfig, TrackingError
 from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV, end_state
 from sweeps.tracking_runs import (FINISHED, KILLED, RUNNING, ROLE_COMPARISON, TAG_BEST_CHECKPOINT, TAG_BEST_TRIAL,
                                   TAG_PACKAGE_VERSION, TAG_SWEEP_FOLDER, RunStore, param_values, trial_max_epochs)
@@ -88,7 +88,7 @@ def check_tracking(config: TrackingConfig) -> str:
     uri = config.resolved_uri()
     shown = redact_uri(uri)
     fix = ("Fix: start the server (mlflow server --host 0.0.0.0 --port 5000) or correct --mlflow-tracking-uri / "
-           f"${ENV_TRACKING_URI}; leave both unset to log to the local store sqlite:///mlflow.db; or pass "
+           f"${ENV_TRACKING_URI}; leave both unset to log to the local store {LOCAL_STORE}; or pass "
            "--no-mlflow to sweep without tracking.")
     parts = urlsplit(uri)
     if parts.scheme in _HTTP_SCHEMES and not parts.hostname:

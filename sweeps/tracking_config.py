@@ -12,6 +12,8 @@ from sweeps.redact import redact_uri
 
 DEFAULT_EXPERIMENT = "cnn-sweeps"  # the MLflow experiment that holds every sweep's parent run
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+LOCAL_STORE_FILE = "mlflow.db"  # the local store, in the working directory
+LOCAL_STORE = f"sqlite:///{LOCAL_STORE_FILE}"  # what `mlflow ui --backend-store-uri` takes there
 
 
 class TrackingError(ValueError):
@@ -23,7 +25,7 @@ class TrackingConfig:
     """Where and how a sweep is logged to MLflow."""
 
     enabled: bool = True  # False (--no-mlflow): no MLflow at all
-    tracking_uri: str | None = field(default=None, repr=False)  # None: $MLFLOW_TRACKING_URI, else ./mlflow.db
+    tracking_uri: str | None = field(default=None, repr=False)  # None: $MLFLOW_TRACKING_URI, else LOCAL_STORE
     experiment: str = DEFAULT_EXPERIMENT  # MLflow experiment holding the sweeps' parent runs
     flush_timeout_s: float = 30.0  # at the sweep's end, longest wait for records still queued, seconds
     max_backoff_s: float = 30.0  # longest pause between retries while the server is down, seconds
@@ -34,7 +36,7 @@ class TrackingConfig:
         if self.tracking_uri is not None and (not isinstance(self.tracking_uri, str) or not self.tracking_uri.strip()):
             raise ValueError(f"The value of `mlflow_tracking_uri` is {redact_uri(str(self.tracking_uri))!r}, but must "
                              "be a non-empty URI. Pass e.g. --mlflow-tracking-uri http://host:5000, or leave it out "
-                             "to use the local store sqlite:///mlflow.db.")
+                             f"to use the local store {LOCAL_STORE}.")
         if not isinstance(self.experiment, str) or not self.experiment.strip():
             raise ValueError(f"The value of `mlflow_experiment` is {self.experiment!r}, but must be a non-empty name. "
                              f"Pass --mlflow-experiment {DEFAULT_EXPERIMENT}.")
@@ -50,15 +52,16 @@ class TrackingConfig:
                 f"flush_timeout_s={self.flush_timeout_s}, max_backoff_s={self.max_backoff_s})")
 
     def resolved_uri(self, env: Mapping[str, str] | None = None) -> str:
-        """The flag, else $MLFLOW_TRACKING_URI, else MLflow's default local store (absolute path)."""
+        """The flag, else $MLFLOW_TRACKING_URI, else the local store ./mlflow.db (absolute path)."""
         env = os.environ if env is None else env
         if self.tracking_uri:
             return self.tracking_uri
         if env.get(ENV_TRACKING_URI):
             return env[ENV_TRACKING_URI]
-        import mlflow
-
-        return mlflow.get_tracking_uri()
+        # Ours, not mlflow.get_tracking_uri(): that is sqlite:///mlflow.db only from MLflow 3 on
+        # (./mlruns before), and the README, the end-of-sweep hints and analysis.report all name
+        # this store.
+        return f"sqlite:///{os.path.abspath(LOCAL_STORE_FILE)}"
 
 
 TRACKING_ARGS = ("no_mlflow", "mlflow_tracking_uri", "mlflow_experiment")  # argparse dests added below
@@ -69,7 +72,7 @@ def add_tracking_args(parser: argparse.ArgumentParser) -> None:
     folder (sweep_config.json, tuner.pkl) and a tracking URI may carry credentials."""
     g = parser.add_argument_group("MLflow tracking")
     g.add_argument("--mlflow-tracking-uri", metavar="URI", help=f"tracking server or store, e.g. http://host:5000 "
-                   f"(default: ${ENV_TRACKING_URI}, else the local store sqlite:///mlflow.db: run `mlflow ui` here)")
+                   f"(default: ${ENV_TRACKING_URI}, else the local store {LOCAL_STORE}: run `mlflow ui` here)")
     g.add_argument("--mlflow-experiment", default=DEFAULT_EXPERIMENT, metavar="NAME",
                    help="MLflow experiment holding the sweep's parent run (default: %(default)s)")
     g.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
