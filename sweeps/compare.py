@@ -160,6 +160,7 @@ class TrialEpochBudget(Stopper):
     def __init__(self, budget: int):
         self.budget = budget
         self.seen: set[tuple[str, Any]] = set()
+        self.fired = False  # read by sweeps.trial_ends: the trials it ended finished, not cut off
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         # Tune calls stoppers once more with a finished trial's last result (its "duplicate"
@@ -168,7 +169,8 @@ class TrialEpochBudget(Stopper):
         return False
 
     def stop_all(self) -> bool:
-        return len(self.seen) >= self.budget
+        self.fired = self.fired or len(self.seen) >= self.budget
+        return self.fired
 
 
 class EpochRecorder(tune.Callback):
@@ -233,8 +235,8 @@ def _run_one(cfg: CompareConfig, strategy: str, *, seed: int, data: Any, trackin
     outcome = execute(prepared, callbacks=callbacks, stop=TrialEpochBudget(budget))
     if tracker is not None:
         tracker.log_summary(outcome.summary)
-    # Reaching the budget also ends the experiment with trials cut off (a Stopper's stop_all ends
-    # it the way an interrupt does), so only a sweep cut off short of its budget was interrupted.
+    # Trials the budget ended count as stopped, not cut off (sweeps/trial_ends.py): a cut-off
+    # trial short of the budget means a Ctrl-C.
     frame = recorder.frame()
     if outcome.cut_off and len(frame.drop_duplicates([metrics.TRIAL_ID, metrics.TRAINING_ITERATION])) < budget:
         return None

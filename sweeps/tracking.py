@@ -282,12 +282,16 @@ class MlflowTrackingCallback(TrialEnds):
         if self._writer is None or self._ended:
             return
         cut_off = self.cut_off_ids()  # after Ctrl+C; see sweeps/trial_ends.py for why not by status
+        stopped = self.stopped_ids()  # ended by the experiment's stop condition (sweeps.compare's budget)
         for trial in trials:
             trial_id = trial.trial_id
+            known = self._writer.handled(trial_id) or self._writer.knows(trial_id)
             if self.ended_before(trial_id) and not self._writer.handled(trial_id):
                 self._reconcile(trial, errored=trial.status == ERROR)
-            elif trial_id in cut_off and (self._writer.handled(trial_id) or self._writer.knows(trial_id)):
+            elif trial_id in cut_off and known:
                 self._writer.trial_ended(trial_id, trial.config, state=None)  # KILLED; a resume continues it
+            elif trial_id in stopped and known:
+                self._trial_ended(trial, errored=False)  # its end state from its last result
         parent_id = self.parent_run_id
         self._writer.call("finish the parent run",
                           lambda store: store.set_status(parent_id, KILLED if cut_off else FINISHED))

@@ -8,6 +8,11 @@ cut off in its first epoch looks finished. Every other way a trial ends goes thr
 finishing, a scheduler stopping it (paused ones included), the stop condition, an error. So a trial
 that never reached one of these hooks was cut off. Tune's saved state is no substitute: it can hold
 PAUSED for trials Hyperband stopped at the end of a sweep that finished.
+
+A stop condition that ends the whole experiment (a ``Stopper`` whose ``stop_all`` is true, such
+as sweeps.compare's trial-epoch budget) ends the live trials the same way, without a hook. Such a
+sweep finished: its trials ended where the condition stopped them. A stopper that says so (a
+``fired`` attribute) turns those trials from cut off into stopped (``stopped_ids``).
 """
 from __future__ import annotations
 
@@ -35,6 +40,12 @@ class TrialEnds(tune.Callback):
         self._ended_before: set[str] = set()
         self._seen: set[str] = set()  # every trial, once the experiment ends
         self._started = False
+        self._stop: Any = None  # the experiment's stop condition, if any (see watch_stop)
+
+    def watch_stop(self, stop: Any) -> None:
+        """The experiment's stop condition: once its ``fired`` is true, the trials it ended
+        without a hook are stopped, not cut off."""
+        self._stop = stop
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         self._take_restored(trials)
@@ -60,9 +71,19 @@ class TrialEnds(tune.Callback):
         """Finished before this driver started: a resumed sweep's trial that will not run again."""
         return trial_id in self._ended_before
 
+    def _unended(self) -> set[str]:
+        return self._seen - self._ended_here - self._ended_before
+
+    def stop_fired(self) -> bool:
+        return bool(getattr(self._stop, "fired", False))
+
     def cut_off_ids(self) -> set[str]:
         """Trials Tune created but did not end: interrupted, --resume runs them again."""
-        return self._seen - self._ended_here - self._ended_before
+        return set() if self.stop_fired() else self._unended()
+
+    def stopped_ids(self) -> set[str]:
+        """Trials the experiment's stop condition ended without a hook: finished where they stood."""
+        return self._unended() if self.stop_fired() else set()
 
     def cut_off(self) -> int:
         return len(self.cut_off_ids())

@@ -353,6 +353,9 @@ def execute(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop: Any
     os.environ.setdefault(_EXCESSIVE_SNAPSHOT_WARNING_ENV, "0")
     try:
         ends = TrialEnds()
+        for callback in [*callbacks, ends]:
+            if isinstance(callback, TrialEnds):  # the MLflow callback is one too
+                callback.watch_stop(stop)
         tuner = build_tuner(prepared, callbacks=[*callbacks, ends], stop=stop)
         if not cfg.resume:
             _save_config(prepared)
@@ -366,7 +369,9 @@ def execute(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop: Any
                             experiment_path=cfg.experiment_path, cut_off=ends.cut_off_ids())
         write_summary(summary)
         return SweepOutcome(grid=grid, summary=summary, cfg=cfg,
-                            interrupted=len(grid) < prepared.expected_trials or ends.cut_off() > 0,
+                            # Fewer trials than planned: an interrupt, unless a stop condition ended the sweep.
+                            interrupted=ends.cut_off() > 0 or (len(grid) < prepared.expected_trials
+                                                               and not ends.stop_fired()),
                             cut_off=ends.cut_off())
     finally:
         if prepared.owns_ray:

@@ -158,6 +158,17 @@ def test_tiny_comparison_end_to_end(ray_2cpu, cifar_dir, tmp_path, monkeypatch):
     run = client.get_run(result.run_id)
     logged = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {ANYTIME_FILE, SUMMARY_FILE, compare.PLOT_FILE} <= logged
+    # Reaching the budget is how a comparison's sweep finishes: the trials it ended are stopped,
+    # not interrupted, in the summary and in MLflow (Tune ends them without a hook, as on Ctrl-C).
+    runs = client.search_runs([run.info.experiment_id])
+    sweeps_ = [r for r in runs if r.data.tags.get(metrics.TAG_ROLE) == metrics.ROLE_PARENT]
+    trials = [r for r in runs if r.data.tags.get(metrics.TAG_ROLE) == metrics.ROLE_TRIAL]
+    assert len(sweeps_) == 2 and {r.info.status for r in sweeps_} == {"FINISHED"}
+    assert trials and {r.info.status for r in trials} == {"FINISHED"}
+    assert {r.data.tags.get(metrics.END_STATE_TAG) for r in trials} <= {metrics.COMPLETED, metrics.STOPPED_EARLY}
+    for folder in (tmp_path / "ray_results").glob("compare-*"):
+        states = set(pd.read_csv(folder / "summary.csv")[metrics.END_STATE_TAG])
+        assert states <= {metrics.COMPLETED, metrics.STOPPED_EARLY}, (folder.name, states)
 
 
 @pytest.mark.slow
