@@ -17,7 +17,9 @@ from typing import Any, Sequence
 
 from sweeps.config import (CONFIG_FILE, DEFAULT_MAX_EPOCHS, DEFAULT_NUM_SAMPLES, SCHEDULERS, SEARCHES, SMOKE_GRACE_PERIOD,
                            SMOKE_MAX_EPOCHS, SMOKE_NUM_SAMPLES, SMOKE_SUBSET, SweepConfig, check_address)
-from sweeps.tracking_config import TRACKING_ARGS, add_tracking_args, tracking_from_args
+from sweeps.redact import redact_uri
+from sweeps.tracking_config import (DEFAULT_EXPERIMENT, TRACKING_ARGS, TrackingConfig, add_tracking_args,
+                                     tracking_from_args)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130  # 130: the shell's code for Ctrl-C
 
@@ -147,6 +149,21 @@ def parse_args(argv: Sequence[str] | None = None) -> SweepConfig:
     return SweepConfig(**_resolve(build_parser().parse_args(argv)))
 
 
+def resume_command(cfg: SweepConfig, tracking: TrackingConfig) -> str:
+    """The command that continues this sweep. Its data folder and Ray address are saved with it;
+    the MLflow store is not (a URI may carry credentials, shown masked here), so a flag-given one
+    is repeated, or the resumed runs would go to another store."""
+    parts = ["python -m sweeps.cifar --resume", f"--name {cfg.name}", f"--storage-path {cfg.storage_uri}"]
+    if not tracking.enabled:
+        parts.append("--no-mlflow")
+    else:
+        if tracking.tracking_uri:
+            parts.append(f"--mlflow-tracking-uri {redact_uri(tracking.tracking_uri)}")
+        if tracking.experiment != DEFAULT_EXPERIMENT:
+            parts.append(f"--mlflow-experiment {tracking.experiment}")
+    return " ".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -184,8 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         outcome = execute(prepared, callbacks=[callback] if callback is not None else [])
     except Exception as exc:  # a Ray/Tune failure mid-sweep: finished trials stay on storage for --resume
-        print(f"error: the sweep failed: {type(exc).__name__}: {exc}\nContinue it with --resume "
-              f"--name {prepared.cfg.name} --storage-path {prepared.cfg.storage_uri}", file=sys.stderr)
+        print(f"error: the sweep failed: {type(exc).__name__}: {exc}\nContinue it with: "
+              f"{resume_command(prepared.cfg, tracking)}", file=sys.stderr)
         return EXIT_FAILED
     print(report_text(outcome), flush=True)
     if callback is not None:
@@ -194,8 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if where:
             print(where, flush=True)
     if outcome.interrupted:
-        print(f"Sweep interrupted; continue it with: python -m sweeps.cifar --resume --name {prepared.cfg.name} "
-              f"--storage-path {prepared.cfg.storage_uri}", file=sys.stderr)
+        print(f"Sweep interrupted; continue it with: {resume_command(prepared.cfg, tracking)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if not outcome.ok:
         print("error: every trial errored; see error.txt in the trial folders under "

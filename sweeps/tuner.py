@@ -206,10 +206,14 @@ def _as_flag(field: str, value: Any) -> str:
     return f"--{flag} {value}"
 
 
-def _resumed_config(cfg: SweepConfig, given: Mapping[str, Any]) -> tuple[SweepConfig, list[str], int]:
-    """The interrupted sweep's own settings, with this run's connection/data/output flags; its sampled
-    hyperparameters and how many trials it was to run. ``given``: the settings this command line
-    sets explicitly; one that differs from the saved sweep's is an error."""
+def _resumed_config(cfg: SweepConfig, given: Mapping[str, Any] | None) -> tuple[SweepConfig, list[str], int]:
+    """The interrupted sweep's own settings, with this run's connection/data/output flags where it
+    sets them; its sampled hyperparameters and how many trials it was to run. ``given``: the settings
+    this command line sets explicitly (None: those of ``cfg`` that differ from the defaults); one
+    that differs from the saved sweep's is an error."""
+    if given is None:
+        defaults = SweepConfig().to_dict()
+        given = {k: v for k, v in cfg.to_dict().items() if v != defaults.get(k)}
     if not tune.Tuner.can_restore(cfg.experiment_path):
         raise SweepInputError(f"--resume: no restorable sweep at {cfg.experiment_path}. Check --name and "
                               "--storage-path (as printed when the sweep started).")
@@ -224,7 +228,11 @@ def _resumed_config(cfg: SweepConfig, given: Mapping[str, Any]) -> tuple[SweepCo
         raise SweepInputError(f"--resume continues `{cfg.name}` with the settings it was started with, and "
                               f"these flags would change them: {flags}. Drop them to resume, or start a new sweep "
                               "(another --name, without --resume) to use them.")
-    merged = {**saved["sweep"], **{k: getattr(cfg, k) for k in RESUME_OVERRIDES}, "space": None}
+    # An override left off keeps the sweep's saved value: a resume without --data-dir or --address
+    # must not switch to another dataset (the finished trials' val_acc would no longer compare) or
+    # to a local Ray. Name and storage found the sweep, so they are the saved ones anyway.
+    kept = {k for k in RESUME_OVERRIDES if k in given} | {"name", "storage_path", "resume"}
+    merged = {**saved["sweep"], **{k: getattr(cfg, k) for k in kept}, "space": None}
     if merged.get("scheduler") == "hyperband":
         # Saved before Hyperband took only max_concurrent 0 (strategies.make_scheduler): still resumable. The
         # restored searcher keeps the limit it was saved with.
@@ -239,7 +247,7 @@ def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None,
     try:
         cfg = cfg if cfg.name is not None else cfg.replace(name=default_name(cfg))
         if cfg.resume:
-            cfg, keys, expected = _resumed_config(cfg, given or {})
+            cfg, keys, expected = _resumed_config(cfg, given)
             expected = expected or cfg.num_samples  # saved before the count was: a grid's points are unknown
             space = None
             progress = resume_progress((t.status for t in saved_trials(cfg.experiment_path)), expected=expected)

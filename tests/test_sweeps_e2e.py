@@ -148,6 +148,25 @@ def test_a_hyperband_sweep_saved_with_a_concurrency_limit_still_resumes(ray_sess
     assert (prepared.cfg.scheduler, prepared.cfg.max_concurrent, prepared.cfg.resume) == ("hyperband", 0, True)
 
 
+def test_a_resume_keeps_the_data_folder_it_started_with_unless_told_otherwise(ray_session, data, cifar_dir, tmp_path):
+    # A resume without --data-dir must not switch dataset: the finished trials' val_acc would no
+    # longer compare with the resumed ones'. The same holds for --address (a local Ray instead).
+    outcome = run_sweep(_cfg(tmp_path, search="random", scheduler="fifo", num_samples=1, max_epochs=1,
+                             evaluate_best=False, data_dir=str(cifar_dir)), data=data)
+    saved = json.loads((Path(outcome.cfg.experiment_path) / CONFIG_FILE).read_text())["sweep"]["data_dir"]
+    assert saved == str(cifar_dir)
+    given = {"resume": True, "name": "sweep", "storage_path": str(tmp_path)}
+    resumed = prepare(SweepConfig(resume=True, name="sweep", storage_path=str(tmp_path)), data=data, given=given)
+    assert resumed.cfg.data_dir == saved and resumed.cfg.verbose == 0  # both as saved
+    elsewhere = str(tmp_path / "copy-of-the-data")
+    moved = prepare(SweepConfig(resume=True, name="sweep", storage_path=str(tmp_path), data_dir=elsewhere), data=data,
+                    given={**given, "data_dir": elsewhere})
+    assert moved.cfg.data_dir == elsewhere  # a --data-dir given on the command line wins
+    # From Python, without `given`: the values set away from the defaults count as given.
+    api = prepare(SweepConfig(resume=True, name="sweep", storage_path=str(tmp_path), data_dir=elsewhere), data=data)
+    assert api.cfg.data_dir == elsewhere
+
+
 class _InterruptWhenTrialStarts(tune.Callback):
     """Ctrl-C, as the n-th trial's actor comes up: every trial exists, the last one is live."""
 

@@ -144,7 +144,8 @@ def test_check_tracking_a_server_address_without_scheme_suggests_http() -> None:
         check_tracking(TrackingConfig(tracking_uri="127.0.0.1:5000"))
 
 
-def test_check_tracking_local_store_creates_experiment(tmp_path) -> None:
+def test_check_tracking_local_store_creates_experiment(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # MLflow 2 roots a sqlite store's artifacts at ./mlruns
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     assert check_tracking(TrackingConfig(tracking_uri=uri, experiment="e1")) == uri
     from mlflow import MlflowClient
@@ -221,3 +222,18 @@ def test_log_comparison_attaches_tables_and_plot(tmp_path, monkeypatch) -> None:
     assert run.data.params["strategies"] == '["random", "hyperopt"]'
     assert {a.path for a in client.list_artifacts(run_id)} == {"anytime.csv", "summary.csv", "anytime.png"}
     assert log_comparison(out, tracking=TrackingConfig(enabled=False)) is None
+
+
+def test_the_resume_hint_repeats_the_mlflow_store_masked() -> None:
+    # The MLflow store is not saved with the sweep (a URI may hold credentials): a resume without
+    # the flag would log to another store, so the hint repeats it, with the password masked.
+    from sweeps.cifar import resume_command
+    from sweeps.config import SweepConfig
+
+    cfg = SweepConfig(name="s1", storage_path="/tmp/rr")
+    hint = resume_command(cfg, TrackingConfig(tracking_uri="http://bob:pw-secret-9@10.0.0.5:5000", experiment="team"))
+    assert hint.startswith("python -m sweeps.cifar --resume --name s1 --storage-path /tmp/rr")
+    assert f"--mlflow-tracking-uri http://{MASK}@10.0.0.5:5000 --mlflow-experiment team" in hint
+    assert "pw-secret-9" not in hint
+    assert resume_command(cfg, TrackingConfig()).endswith("--storage-path /tmp/rr")  # default store, default experiment
+    assert resume_command(cfg, TrackingConfig(enabled=False)).endswith("--no-mlflow")
