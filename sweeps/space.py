@@ -268,7 +268,11 @@ def _check_values(space: Space) -> None:
 def _in_dim(dim: Dim, value: Any) -> bool:
     if dim.kind in LIST_KINDS or dim.kind == "const":
         return value in dim.args
-    return isinstance(value, (int, float)) and dim.args[0] <= value <= dim.args[1]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if dim.kind == "randint":  # [low, high): the high bound is never sampled
+        return float(value).is_integer() and dim.args[0] <= value < dim.args[1]
+    return dim.args[0] <= value <= dim.args[1]
 
 
 def check_point(space: Space, point: Mapping[str, Any]) -> None:
@@ -284,6 +288,10 @@ def check_point(space: Space, point: Mapping[str, Any]) -> None:
         if not dim.sampled:
             continue
         active = dim.when is None or point.get(dim.when[0]) in dim.when[1]
+        if not active and point.get(dim.key) is not None:
+            raise _bad(dim.key, point[dim.key], f"the starting point {dict(point)} sets it, but the space uses "
+                       f"`{dim.key}` only when {dim.when[0]} is one of {list(dim.when[1])}",
+                       f"Drop `{dim.key}` from this point (it would be ignored).")
         if active and (dim.key not in point or not _in_dim(dim, point[dim.key])):
             raise _bad(dim.key, point.get(dim.key), f"the starting point {dict(point)} lies outside {dim.describe()}",
                        "Fix the point or the range.")

@@ -74,9 +74,13 @@ def to_ray(dim: Dim, *, seed: int) -> Any:
         return tune.uniform(*args)
     if kind == "loguniform":
         return tune.loguniform(*args)
-    if kind == "quniform":
-        return tune.qrandint(int(args[0]), int(args[1]), int(args[2])) if ints else tune.quniform(*args)
-    return tune.qlograndint(int(args[0]), int(args[1]), int(args[2])) if ints else tune.qloguniform(*args)
+    if ints:
+        # Ray's qrandint/qlograndint include the upper bound except when q is 1 (their docstrings);
+        # hyperopt's quniform and our range checks include it for every q.
+        low, high, q = int(args[0]), int(args[1]), int(args[2])
+        high += 1 if q == 1 else 0
+        return tune.qrandint(low, high, q) if kind == "quniform" else tune.qlograndint(low, high, q)
+    return tune.quniform(*args) if kind == "quniform" else tune.qloguniform(*args)
 
 
 def to_ray_param_space(space: Space, *, seed: int, sampled: bool = True) -> dict[str, Any]:

@@ -142,3 +142,20 @@ def test_starting_point_outside_the_space_rejected():
     bad = Space(space.dims, points=({"lr": 0.5},))
     with pytest.raises(ValueError, match="`lr`.*starting point"):
         _check(bad, search="hyperopt")
+
+
+def test_a_starting_point_at_a_randints_excluded_high_is_rejected():
+    # randint's high is excluded: hyperopt's index for it would be out of range mid-sweep.
+    space = _space(num_blocks={"randint": [2, 4]})
+    _check(Space(space.dims, points=({"num_blocks": 3},)), search="hyperopt")
+    for value in (4, 2.5):
+        with pytest.raises(ValueError, match="`num_blocks`.*starting point"):
+            _check(Space(space.dims, points=({"num_blocks": value},)), search="hyperopt")
+
+
+def test_a_starting_point_may_not_set_an_entry_its_condition_turns_off():
+    space = _space(optimizer={"choice": ["sgd", "adamw"]},
+                   momentum={"uniform": [0.5, 0.99], "when": {"optimizer": "sgd"}})
+    _check(Space(space.dims, points=({"optimizer": "adamw"},)), search="hyperopt")
+    with pytest.raises(ValueError, match="`momentum` only when optimizer is one of \\['sgd'\\].*Drop `momentum`"):
+        _check(Space(space.dims, points=({"optimizer": "adamw", "momentum": 0.9},)), search="hyperopt")

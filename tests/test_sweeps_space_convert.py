@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from sweeps.space import Dim
 from sweeps.space_builtin import default_space
-from sweeps.space_convert import (BRANCH_SUFFIX, ConditionalSampler, flatten_sample, to_hyperopt_points,
+from sweeps.space_convert import (BRANCH_SUFFIX, ConditionalSampler, flatten_sample, to_hyperopt_points, to_ray,
                                   to_ray_param_space, trial_dict)
 from trainables.config import TrialConfig
 
@@ -33,3 +34,12 @@ def test_starting_points_convert_to_hyperopt_labels():
     points = to_hyperopt_points(default_space())
     assert points[0]["optimizer"] == 0 and points[0]["momentum|optimizer=sgd"] == 0.9
     assert points[1]["optimizer"] == 1 and not any(k.startswith("momentum") for k in points[1])
+
+
+def test_integer_quantised_ranges_reach_their_high_bound_for_every_q():
+    # Ray's qrandint/qlograndint leave the high bound out when q is 1, unlike hyperopt's quniform
+    # and the space's own checks.
+    for kind in ("quniform", "qloguniform"):
+        for args, expected in (((2, 4, 1), {2, 3, 4}), ((16, 64, 16), {16, 32, 48, 64})):
+            drawn = set(to_ray(Dim("num_blocks" if args[2] == 1 else "filters", kind, args), seed=0).sample(size=3000))
+            assert drawn == expected, (kind, args, drawn)
