@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("results")
     o.add_argument("--storage-path", default=d.storage_path, help="results folder (made absolute) or a URI Ray "
                    "accepts, e.g. s3://bucket/sweeps (default: ./%(default)s)")
-    o.add_argument("--name", help="experiment name, a folder under --storage-path (default: "
-                   "sweep-<search>-<scheduler>-<timestamp>)")
+    o.add_argument("--name", help="experiment name, a folder under --storage-path; a new sweep needs a name not "
+                   "used there yet (default: sweep-<search>-<scheduler>-<timestamp>)")
     o.add_argument("--resume", action="store_true", help="continue the interrupted sweep --name with the settings "
                    "it was started with (a flag that would change one is refused): finished trials are kept, "
                    "unfinished and errored ones resume from their last checkpoint")
@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reuse trial processes between trials, saving process start-up (default: yes)")
     o.add_argument("--top-k", type=int, default=d.top_k, help="trials listed in the summary (default: %(default)s)")
     o.add_argument("--verbose", type=int, choices=(0, 1, 2), default=d.verbose,
-                   help="Ray Tune output: 0 silent, 1 status table, 2 every result (default: %(default)s)")
+                   help="Ray Tune's progress output: 0 none (Ray's own start-up and checkpoint notices remain), "
+                        "1 status table, 2 every result (default: %(default)s)")
     add_tracking_args(p)
     return p
 

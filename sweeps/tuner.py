@@ -240,6 +240,20 @@ def _resumed_config(cfg: SweepConfig, given: Mapping[str, Any] | None) -> tuple[
     return SweepConfig.from_dict(merged), list(saved["sampled_keys"]), int(saved.get("expected_trials", 0))
 
 
+def check_new_experiment(cfg: SweepConfig) -> None:
+    """A new sweep needs a folder of its own: Tune would add its trials to the old sweep's, and
+    overwrite the files a --resume of that one needs."""
+    try:
+        read_text(f"{cfg.experiment_path}/{CONFIG_FILE}")
+        held = True
+    except (OSError, ValueError):  # pyarrow: FileNotFoundError, or an error for a missing bucket
+        held = tune.Tuner.can_restore(cfg.experiment_path)
+    if held:
+        raise SweepInputError(f"--name {cfg.name}: {cfg.experiment_path} already holds a sweep. Continue that one "
+                              "with --resume, or start a new one under another --name (left out, the name is "
+                              "made from the search, the scheduler and the time).")
+
+
 def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None,
             given: Mapping[str, Any] | None = None) -> PreparedSweep:
     """All input checks, the data (loaded once) and Ray; raises SweepInputError on bad input.
@@ -252,6 +266,7 @@ def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None,
             space = None
             progress = resume_progress((t.status for t in saved_trials(cfg.experiment_path)), expected=expected)
         else:
+            check_new_experiment(cfg)
             space = resolve_space(search=cfg.search, smoke=cfg.smoke, path=cfg.space,
                                   max_epochs=cfg.max_epochs, seed=cfg.seed, num_samples=cfg.num_samples)
             keys = sampled_keys(space)

@@ -14,7 +14,7 @@ import ray
 from ray import tune
 
 import sweeps.tuner
-from sweeps.config import CONFIG_FILE, SweepConfig
+from sweeps.config import CONFIG_FILE, SweepConfig, SweepInputError
 from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV
 from sweeps.tuner import prepare, report_text, run_sweep, subsample
 from trainables import metrics
@@ -162,6 +162,9 @@ def test_a_resume_keeps_the_data_folder_it_started_with_unless_told_otherwise(ra
     moved = prepare(SweepConfig(resume=True, name="sweep", storage_path=str(tmp_path), data_dir=elsewhere), data=data,
                     given={**given, "data_dir": elsewhere})
     assert moved.cfg.data_dir == elsewhere  # a --data-dir given on the command line wins
+    # A new sweep under the same name would mix its trials into this one's folder: refused, before Ray.
+    with pytest.raises(SweepInputError, match="already holds a sweep. Continue that one with --resume"):
+        prepare(_cfg(tmp_path, search="random", scheduler="fifo"), data=data)
     # From Python, without `given`: the values set away from the defaults count as given.
     api = prepare(SweepConfig(resume=True, name="sweep", storage_path=str(tmp_path), data_dir=elsewhere), data=data)
     assert api.cfg.data_dir == elsewhere
