@@ -214,12 +214,13 @@ def validate_space(space: Space, *, search: str, max_epochs: int) -> None:
 
 
 def check_repeats(space: Space, *, search: str, num_samples: int) -> None:
-    """Grid search runs every grid point ``num_samples`` times; where nothing else is sampled, each
-    repeat is the same seeded trial again: compute spent for an identical result."""
-    if search != "grid" or num_samples <= 1:
+    """Grid and random search (Ray's BasicVariantGenerator) run every grid point ``num_samples``
+    times; where nothing else is sampled, each repeat is the same seeded trial again: compute spent
+    for an identical result."""
+    if search not in ("grid", "random") or num_samples <= 1:
         return
     if all(d.kind in ("grid", "const") for d in space.dims):
-        raise ValueError(f"--num-samples {num_samples} with --search grid runs every grid point {num_samples} times, "
+        raise ValueError(f"--num-samples {num_samples} with --search {search} runs every grid point {num_samples} times, "
                          "but the space samples nothing besides its `grid` entries and every trial shares one seed, "
                          "so each repeat would train the identical trial again. Pass --num-samples 1, or let the "
                          "repeats differ: e.g. `seed: {randint: [0, 10000]}` in the space.")

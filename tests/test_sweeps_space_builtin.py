@@ -47,3 +47,9 @@ def test_grid_search_needs_a_grid_and_repeats_that_differ(tmp_path):
     seeded.write_text("lr: {grid: [0.01, 0.1]}\nseed: {randint: [0, 1000]}\n")
     assert resolve_space(search="grid", smoke=False, path=str(seeded), max_epochs=3, seed=0, num_samples=3)
     assert resolve_space(search="grid", smoke=False, path=None, max_epochs=3, seed=0, num_samples=1)
+    # Random search runs grid entries as a grid too: a space of grid entries alone repeats identical trials.
+    grid_only = tmp_path / "grid_only.yaml"
+    grid_only.write_text("lr: {grid: [0.01, 0.1]}\nweight_decay: {grid: [0.0, 5.0e-4]}\n")
+    with pytest.raises(ValueError, match=r"--num-samples 24 with --search random .* identical trial again"):
+        resolve_space(search="random", smoke=False, path=str(grid_only), max_epochs=3, seed=0, num_samples=24)
+    assert resolve_space(search="random", smoke=False, path=str(plain), max_epochs=3, seed=0, num_samples=24)
