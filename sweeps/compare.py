@@ -42,6 +42,7 @@ from analysis.plots import plot_anytime
 from analysis.strategies import ANYTIME_FILE, SUMMARY_FILE, format_strategy_table, strategy_table
 from sweeps import anytime as at
 from sweeps.config import SMOKE_GRACE_PERIOD, SMOKE_MAX_EPOCHS, SMOKE_SUBSET, SweepConfig, SweepInputError
+from sweeps.space import grid_size
 from sweeps.space_builtin import resolve_space
 from sweeps.strategies import hyperopt_startup_trials
 from sweeps.tracking import check_tracking, for_sweep, log_comparison
@@ -212,12 +213,19 @@ class Comparison:
 
 
 def check_inputs(cfg: CompareConfig) -> None:
-    """Resolve every strategy's space now, so a bad space fails before the first sweep starts."""
+    """Resolve every strategy's space now, so a bad space fails before the first sweep starts; say
+    up front when the grid is larger than the budget (its row then holds the points that fit)."""
     for strategy in cfg.strategies:
         for seed in cfg.seeds:
             sweep = cfg.sweep_config(strategy, seed=seed)
-            resolve_space(search=sweep.search, smoke=sweep.smoke, path=sweep.space, max_epochs=sweep.max_epochs,
-                          seed=seed)
+            space = resolve_space(search=sweep.search, smoke=sweep.smoke, path=sweep.space,
+                                  max_epochs=sweep.max_epochs, seed=seed)
+        if STRATEGIES[strategy][0] == "grid":
+            whole = grid_size(space) * sweep.max_epochs
+            if whole > cfg.trial_epoch_budget:
+                print(f"[compare] note: the grid has {grid_size(space)} points x {sweep.max_epochs} epochs = {whole} "
+                      f"trial-epochs, more than the budget of {cfg.trial_epoch_budget}: its row covers the points the "
+                      f"budget reaches. Pass --budget {whole} to compare on the whole grid.", file=sys.stderr)
 
 
 def _run_one(cfg: CompareConfig, strategy: str, *, seed: int, data: Any, tracking: TrackingConfig,
@@ -242,6 +250,8 @@ def _run_one(cfg: CompareConfig, strategy: str, *, seed: int, data: Any, trackin
         return None
     anytime, row = summary_row(frame, strategy=strategy, seed=seed, budget=budget, target=cfg.target)
     note = "" if row[at.TRIAL_EPOCHS] == budget else f" (ran out of trials before the budget of {budget})"
+    if sweep.search == "grid" and row[TRIALS] < prepared.expected_trials:
+        note += f" (the budget cut the grid: {row[TRIALS]} of its {prepared.expected_trials} points ran)"
     print(f"[compare] {strategy} seed {seed}: best {metrics.VAL_ACC} {row[at.BEST_VAL_ACC]:.4f} in "
           f"{row[at.TRIAL_EPOCHS]} trial-epochs{note}, {row[TRIALS]} trials, epochs to {cfg.target:g}: "
           f"{row[at.EPOCHS_TO_TARGET]:g}, {time.monotonic() - start:.0f} s wall", flush=True)

@@ -51,6 +51,18 @@ def test_sweep_config_per_strategy():
     assert CompareConfig(sweep=SweepConfig(max_epochs=5)).trial_epoch_budget == compare.DEFAULT_BUDGET_TRIALS * 5
 
 
+def test_a_grid_larger_than_the_budget_is_announced_before_any_sweep(tmp_path, capsys):
+    grid = tmp_path / "grid3.yaml"
+    grid.write_text("lr: {grid: [0.01, 0.05, 0.3]}\n")
+    small = CompareConfig(strategies=("grid",), budget=8, grid_space=str(grid), sweep=SweepConfig(max_epochs=4))
+    compare.check_inputs(small)
+    assert ("the grid has 3 points x 4 epochs = 12 trial-epochs, more than the budget of 8: its row covers the "
+            "points the budget reaches. Pass --budget 12") in capsys.readouterr().err
+    compare.check_inputs(CompareConfig(strategies=("grid",), budget=12, grid_space=str(grid),
+                                       sweep=SweepConfig(max_epochs=4)))
+    assert "the grid has" not in capsys.readouterr().err
+
+
 def test_the_table_header_counts_the_seeds_each_strategy_finished():
     full = pd.DataFrame({at.STRATEGY: ["a", "a", "b", "b"], at.SEED: [0, 1, 0, 1]})
     assert compare.seeds_per_strategy(full) == "2"
