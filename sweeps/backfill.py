@@ -21,15 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import pandas as pd
+
 from sweeps.config import CONFIG_FILE, is_uri
-from sweeps.ray_state import ERROR, STATE_GLOB, TERMINATED, saved_trials
+from sweeps.ray_state import ERROR, PAUSED, STATE_GLOB, TERMINATED, saved_trials
 from sweeps.redact import redact_uri
 from sweeps.storage import mirror_records
 from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV
 from sweeps.tracking_config import TrackingConfig, TrackingError, add_tracking_args, tracking_from_args
 from sweeps.tracking_runs import (FINISHED, KILLED, RUNNING, TAG_SWEEP_FOLDER, RunStore, read_results, run_status,
                                   trial_max_epochs)
-from trainables.metrics import END_STATE_TAG, TRIAL_ID
+from trainables.metrics import END_STATE_TAG, END_STATES, TRIAL_ID
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
@@ -42,6 +44,14 @@ class RayTrial:
     config: dict[str, Any]
     results: list[dict[str, Any]]
     status: str  # Ray's: TERMINATED, ERROR, or PENDING/RUNNING/PAUSED for an interrupted sweep
+    summary_state: str | None = None  # the end state summary.csv gives it, if any
+
+    @property
+    def ended(self) -> bool:
+        """Ray ended it; or Hyperband paused it as its sweep finished: Tune saves such trials PAUSED
+        (sweeps/trial_ends.py), and only the driver's summary tells them from a paused trial of an
+        interrupted sweep (which it labels interrupted)."""
+        return self.status in (TERMINATED, ERROR) or (self.status == PAUSED and self.summary_state in END_STATES)
 
 
 @dataclass
@@ -69,9 +79,22 @@ def trial_statuses(folder: Path) -> dict[str, tuple[str, str]]:
     return {t.folder: (t.trial_id, t.status) for t in saved_trials(str(folder))}
 
 
+def summary_states(folder: Path) -> dict[str, str]:
+    """Trial id -> end state, from the sweep's summary.csv (written when its driver ended)."""
+    path = folder / SUMMARY_CSV
+    try:
+        table = pd.read_csv(path, dtype=str) if path.is_file() else None
+    except (ValueError, OSError):  # an empty or cut-short file: no states from it
+        return {}
+    if table is None or not {TRIAL_ID, END_STATE_TAG} <= set(table.columns):
+        return {}
+    return dict(zip(table[TRIAL_ID], table[END_STATE_TAG]))
+
+
 def read_trials(folder: Path) -> list[RayTrial]:
     """Every trial folder Ray wrote under ``folder`` (config, epochs and status)."""
     statuses = trial_statuses(folder)
+    summary = summary_states(folder)
     trials = []
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         params = sub / "params.json"
@@ -86,7 +109,7 @@ def read_trials(folder: Path) -> list[RayTrial]:
             status = ERROR if (sub / "error.txt").exists() else TERMINATED if results else "PENDING"
         config = json.loads(params.read_text()) if params.is_file() else dict(results[-1].get("config", {}))
         trials.append(RayTrial(trial_id, config, [{k: v for k, v in r.items() if k != "config"} for r in results],
-                               status))
+                               status, summary.get(trial_id)))
     return trials
 
 
@@ -125,10 +148,11 @@ def sync_trial(store: RunStore, parent_id: str, trial: RayTrial, *, sweep_name: 
         state = store.child_state(existing)
         store.ensure_params(state, trial.config)
     report.epochs_logged += store.log_epochs(state, trial.results)
-    if trial.status in (TERMINATED, ERROR):
+    if trial.ended:
         budget = trial_max_epochs(trial.config, sweep_max_epochs=sweep_max_epochs)
-        ended = end_state(trial.results[-1] if trial.results else None, max_epochs=budget or 0,
-                          errored=trial.status == ERROR)
+        ended = (end_state(trial.results[-1] if trial.results else None, max_epochs=budget or 0,
+                           errored=trial.status == ERROR) if trial.status in (TERMINATED, ERROR)
+                 else str(trial.summary_state))
         done = existing is not None and existing.data.tags.get(END_STATE_TAG) == ended
         if not done or state.status != run_status(ended):
             store.finish_child(state, state_name=ended)
@@ -169,7 +193,7 @@ def _backfill(folder: Path, *, ident: str, tracking: TrackingConfig) -> Backfill
     for trial in trials:
         sync_trial(store, parent_id, trial, sweep_name=name, existing=children.get(trial.trial_id),
                    sweep_max_epochs=max_epochs, report=report)
-    finished = bool(trials) and all(t.status in (TERMINATED, ERROR) for t in trials)
+    finished = bool(trials) and all(t.ended for t in trials)
     parent_status = FINISHED if finished else KILLED
     if store.client.get_run(parent_id).info.status != parent_status:
         store.set_status(parent_id, parent_status)

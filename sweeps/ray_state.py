@@ -19,6 +19,7 @@ import pyarrow.fs
 
 STATE_GLOB = "experiment_state-*.json"
 TERMINATED, ERROR = "TERMINATED", "ERROR"  # Ray's final trial statuses
+PAUSED = "PAUSED"  # Hyperband's paused trials; also those it stopped as a finished sweep ended (trial_ends.py)
 
 
 @dataclass(frozen=True)

@@ -137,3 +137,45 @@ def test_backfill_of_a_copied_folder_updates_the_sweeps_runs_instead_of_making_n
     experiment_id = client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id
     assert len(client.search_runs([experiment_id], f"tags.`{metrics.TAG_ROLE}` = '{metrics.ROLE_PARENT}'")) == 1
     assert len(_children(client)) == 3
+
+
+def _paused_copy(experiment: Path, into: Path, *, summary_state: str) -> tuple[Path, str]:
+    """The experiment as Tune saves a Hyperband sweep: one finished trial PAUSED in the newest state
+    file (Hyperband stopped it as the sweep ended), with the driver's summary.csv beside it."""
+    import json
+
+    import pandas as pd
+
+    folder = into / experiment.name
+    shutil.copytree(experiment, folder)
+    trial = next(t for t in read_trials(folder) if t.config["lr"] == 0.2)
+    state_file = sorted(folder.glob("experiment_state-*.json"))[-1]
+    state = json.loads(state_file.read_text())
+    for entry in state["trial_data"]:
+        data = json.loads(entry[0])
+        if data["trial_id"] == trial.trial_id:
+            data["status"] = "PAUSED"
+            entry[0] = json.dumps(data)
+    state_file.write_text(json.dumps(state))
+    rows = [{metrics.TRIAL_ID: t.trial_id, metrics.END_STATE_TAG: summary_state if t.trial_id == trial.trial_id else
+             metrics.ERRORED if t.status == "ERROR" else metrics.COMPLETED} for t in read_trials(folder)]
+    pd.DataFrame(rows).to_csv(folder / "summary.csv", index=False)
+    return folder, trial.trial_id
+
+
+@pytest.mark.parametrize("summary_state, run_status, parent_status", [
+    (metrics.COMPLETED, "FINISHED", "FINISHED"),  # the sweep finished: its summary gives the end state
+    (metrics.INTERRUPTED, "KILLED", "KILLED"),  # a Ctrl-C left it paused: --resume continues it
+])
+def test_a_trial_saved_paused_takes_its_end_state_from_the_summary(experiment: Path, tmp_path: Path,
+                                                                    summary_state, run_status, parent_status,
+                                                                    monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a local sqlite store puts the summary artifact in ./mlruns
+    folder, trial_id = _paused_copy(experiment, tmp_path, summary_state=summary_state)
+    tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    backfill(folder, tracking=tracking)
+    client = MlflowClient(tracking.tracking_uri)
+    run = next(r for r in _children(client) if r.data.tags[metrics.TAG_TRIAL_ID] == trial_id)
+    assert run.info.status == run_status
+    assert run.data.tags.get(metrics.END_STATE_TAG) == (summary_state if run_status == "FINISHED" else None)
+    assert client.get_run(run.data.tags["mlflow.parentRunId"]).info.status == parent_status
