@@ -118,6 +118,9 @@ def _read_result_lines(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+SWEEP_SUMMARY_CSV = "summary.csv"  # sweeps.summary.SUMMARY_CSV (analysis never imports sweeps; a test checks)
+
+
 def trial_folders(experiment_dir: str | Path) -> list[Path]:
     """The trial folders (each holding Ray's result.json) of one Ray Tune experiment folder."""
     root = Path(experiment_dir)
@@ -133,8 +136,22 @@ def trial_folders(experiment_dir: str | Path) -> list[Path]:
     return folders
 
 
+def recorded_end_states(experiment_dir: str | Path) -> dict[str, str]:
+    """Trial id -> end state from the sweep's summary.csv (sweeps.cifar writes it as the sweep
+    ends); {} without one. Ray's error file cannot say this: it stays after a retry succeeds."""
+    path = Path(experiment_dir) / SWEEP_SUMMARY_CSV
+    try:
+        table = pd.read_csv(path, dtype=str) if path.is_file() else None
+    except (ValueError, OSError):
+        return {}
+    if table is None or not {m.TRIAL_ID, m.END_STATE_TAG} <= set(table.columns):
+        return {}
+    return dict(zip(table[m.TRIAL_ID], table[m.END_STATE_TAG]))
+
+
 def load_ray_results(experiment_dir: str | Path) -> pd.DataFrame:
-    """The tidy frame of a Ray Tune experiment folder, read from each trial's result.json."""
+    """The tidy frame of a Ray Tune experiment folder, read from each trial's result.json; end
+    states as the sweep's summary recorded them, else inferred."""
     records: list[dict[str, Any]] = []
     errored: list[str] = []
     for folder in trial_folders(experiment_dir):
@@ -145,7 +162,7 @@ def load_ray_results(experiment_dir: str | Path) -> pd.DataFrame:
             records.append(record)
         if lines and any((folder / name).exists() for name in _ERROR_FILES):
             errored.append(str(lines[0][m.TRIAL_ID]))
-    return tidy(records, errored=errored)
+    return tidy(records, end_states=recorded_end_states(experiment_dir), errored=errored)
 
 
 def final_rows(frame: pd.DataFrame) -> pd.DataFrame:

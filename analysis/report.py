@@ -25,7 +25,6 @@ from analysis.frames import END_STATE, load_comparison_trials, load_ray_results,
 from analysis.strategies import (SEED, STRATEGY, format_strategy_table, is_comparison_folder, load_comparison,
                                  strategy_table)
 from analysis.thresholds import DiagnosisThresholds, thresholds_from_json, thresholds_from_mapping
-from sweeps.tracking_config import ENV_TRACKING_URI, LOCAL_STORE, LOCAL_STORE_FILE  # where the sweeps log
 from trainables import metrics as m
 
 MAX_CURVE_TRIALS = 8  # best + flagged trials drawn in the curves figure; more is unreadable
@@ -194,6 +193,13 @@ def publish(report: Report, *, tracking_uri: str | None, parent_ref: str | None 
     return written
 
 
+
+
+# Where the sweeps log by default (sweeps/tracking_config.py; kept here because analysis never
+# imports sweeps; a test checks they match).
+ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+LOCAL_STORE_FILE = "mlflow.db"
+LOCAL_STORE = f"sqlite:///{LOCAL_STORE_FILE}"
 
 
 def _default_tracking_uri() -> str | None:

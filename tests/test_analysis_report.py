@@ -82,6 +82,12 @@ def test_errored_trial_is_marked(tmp_path):
     folder = write_ray_folder(tmp_path / "s", {"a": [{k: v for k, v in r.items() if k != m.TRIAL_ID}
                                                      for r in good()[:3]]}, errored=("a",))
     assert set(load_ray_results(folder)[m.END_STATE_TAG]) == {m.ERRORED}
+    # Ray keeps error.txt after a retry from a checkpoint succeeds; the sweep's summary knows better.
+    pd.DataFrame({m.TRIAL_ID: ["a"], m.END_STATE_TAG: [m.COMPLETED]}).to_csv(folder / "summary.csv", index=False)
+    assert set(load_ray_results(folder)[m.END_STATE_TAG]) == {m.COMPLETED}
+    # A label that is no end state (a Ctrl-C's "interrupted") leaves the end state to the folder.
+    pd.DataFrame({m.TRIAL_ID: ["a"], m.END_STATE_TAG: ["interrupted"]}).to_csv(folder / "summary.csv", index=False)
+    assert set(load_ray_results(folder)[m.END_STATE_TAG]) == {m.ERRORED}
 
 
 def comparison_folder(root):
@@ -195,6 +201,15 @@ def test_comparison_columns_match_sweeps():
 
     for name in ("STRATEGY", "SEED", "TRIAL_EPOCHS", "TRIAL_SECONDS", "BEST_VAL_ACC", "EPOCHS_TO_TARGET", "TARGET"):
         assert getattr(strategies, name) == getattr(anytime, name)
+
+
+def test_the_sweeps_files_and_store_names_match_sweeps():
+    from analysis import frames, report
+    from sweeps import summary, tracking_config
+
+    assert frames.SWEEP_SUMMARY_CSV == summary.SUMMARY_CSV
+    for name in ("ENV_TRACKING_URI", "LOCAL_STORE_FILE", "LOCAL_STORE"):
+        assert getattr(report, name) == getattr(tracking_config, name)
 
 
 def test_importing_analysis_pulls_in_neither_torch_nor_ray():
