@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import pandas as pd
 
@@ -66,12 +66,20 @@ def resolve_parent(client: "MlflowClient", ref: str) -> "Run":
     return parents[0]
 
 
-def parent_for_sweep(client: "MlflowClient", sweep_name: str) -> "Run | None":
-    """The latest parent run tagged with this sweep (Ray experiment) name, in any experiment."""
+def parent_for_sweep(client: "MlflowClient", sweep_name: str, trial_ids: Iterable[str] = ()) -> "Run | None":
+    """The parent run of this sweep (Ray experiment) name, in any experiment. With ``trial_ids``,
+    the one whose child runs hold most of those trials, None if none holds any: two sweeps may
+    share a name (another storage path, a copied folder), and tagging the other's runs would file
+    these diagnoses under trials they are not about. Without, the latest."""
     ids = [e.experiment_id for e in client.search_experiments()]
     runs = _search_all(client, ids, f"{_PARENT_FILTER} and tags.`{m.TAG_SWEEP_NAME}` = '{sweep_name}'",
                        ["attributes.start_time DESC"]) if ids else []
-    return runs[0] if runs else None
+    wanted = set(trial_ids)
+    if not wanted or not runs:
+        return runs[0] if runs else None
+    shared = [len(wanted & set(trial_run_ids(client, run))) for run in runs]
+    best = max(range(len(runs)), key=lambda i: (shared[i], -i))  # ties: the latest
+    return runs[best] if shared[best] else None
 
 
 def child_runs(client: "MlflowClient", parent: "Run") -> list["Run"]:

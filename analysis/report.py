@@ -164,33 +164,36 @@ def build_report(frame: pd.DataFrame | None, *, out_dir: str | Path, thresholds:
 
 
 def publish(report: Report, *, tracking_uri: str | None, parent_ref: str | None = None,
-            sweep_name: str | None = None) -> list[str]:
+            sweep_name: str | None = None) -> tuple[list[str], int]:
     """Tag each trial's child run with its diagnosis and log the report to the parent run(s).
 
-    The parent is ``parent_ref`` (run id or experiment name) or, for a Ray folder, the latest
-    parent tagged with ``sweep_name``. For a comparison's trials (ids "<experiment>/<trial>")
-    each experiment's own parent is used. Returns the parent run ids written to.
+    The parent is ``parent_ref`` (run id or experiment name) or, for a Ray folder, the parent of
+    ``sweep_name`` that holds these trials. For a comparison's trials (ids "<experiment>/<trial>")
+    each experiment's own parent is used. Returns the parent run ids written to and how many
+    trial runs were tagged.
     """
     from analysis import mlflow_io
 
     client = mlflow_io.client_for(tracking_uri)
+    trial_ids = [str(t) for t in report.diagnoses[m.TRIAL_ID]] if report.diagnoses is not None else []
     if parent_ref is not None:
         parents = {"": mlflow_io.resolve_parent(client, parent_ref)}
     elif sweep_name is not None:
-        parents = {"": mlflow_io.parent_for_sweep(client, sweep_name)}
+        parents = {"": mlflow_io.parent_for_sweep(client, sweep_name, trial_ids)}
     else:
-        names = {t.split("/", 1)[0] for t in report.diagnoses[m.TRIAL_ID]} if report.diagnoses is not None else set()
-        parents = {f"{name}/": mlflow_io.parent_for_sweep(client, name) for name in sorted(names)}
-    written = []
+        names = sorted({t.split("/", 1)[0] for t in trial_ids})
+        parents = {f"{name}/": mlflow_io.parent_for_sweep(
+            client, name, [t.split("/", 1)[1] for t in trial_ids if t.startswith(f"{name}/")]) for name in names}
+    written, tagged = [], 0
     for prefix, parent in parents.items():
         if parent is None:
             continue
         if report.diagnoses is not None:
             run_ids = {prefix + t: r for t, r in mlflow_io.trial_run_ids(client, parent).items()}
-            mlflow_io.write_diagnosis_tags(client, report.diagnoses, run_ids=run_ids)
+            tagged += mlflow_io.write_diagnosis_tags(client, report.diagnoses, run_ids=run_ids)
         mlflow_io.log_report(client, parent.info.run_id, report.out_dir)
         written.append(parent.info.run_id)
-    return written
+    return written, tagged
 
 
 
@@ -294,9 +297,12 @@ def _run(args: argparse.Namespace, *, source: Path, thresholds: DiagnosisThresho
     print(report.summary)
     print(f"Report: {report.html}")
     if args.tracking_uri and not args.no_mlflow and frame is not None:
-        parents = publish(report, tracking_uri=args.tracking_uri, parent_ref=parent_ref, sweep_name=sweep_name)
-        print(f"MLflow: tagged trials and logged the report to parent run(s) {', '.join(parents)}" if parents else
-              f"MLflow: no sweep parent run ({m.TAG_ROLE}={m.ROLE_PARENT}) matches these trials; nothing written.")
+        parents, tagged = publish(report, tracking_uri=args.tracking_uri, parent_ref=parent_ref, sweep_name=sweep_name)
+        total = 0 if report.diagnoses is None else len(report.diagnoses)
+        print(f"MLflow: tagged {tagged} of {total} trial runs and logged the report to parent run(s) "
+              f"{', '.join(parents)}" if parents else
+              f"MLflow: no sweep parent run ({m.TAG_ROLE}={m.ROLE_PARENT}) holds these trials; nothing written. "
+              "Backfill the sweep into MLflow first (python -m sweeps.backfill <folder>).")
     return 0
 
 

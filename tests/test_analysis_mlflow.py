@@ -87,3 +87,25 @@ def test_report_cli_tags_children_and_logs_report_idempotently(sweep, tmp_path, 
     # The Ray folder path of the same sweep finds its parent by sweep name and writes the same tags.
     assert main([str(folder), "--tracking-uri", uri, "--out", str(tmp_path / "from_ray")]) == 0
     assert _tags(uri) == tags
+
+
+@pytest.mark.slow
+def test_a_report_on_a_folder_tags_its_own_sweep_not_a_newer_one_of_the_same_name(sweep, tmp_path, capsys,
+                                                                                   monkeypatch):
+    # Another sweep of the same name (another storage path), logged later into another experiment.
+    folder, uri = sweep
+    from mlflow import MlflowClient
+    from sweeps.tracking import parent_tags
+    from sweeps.tracking_runs import RunStore
+
+    monkeypatch.chdir(tmp_path)  # the report artifacts of a local sqlite store go to ./mlruns
+    store = RunStore.connect(uri, "other-team")
+    other = store.create_parent(sweep_name=SWEEP, params={"search": "random"},
+                                tags=parent_tags(sweep_name=SWEEP, folder="/elsewhere/" + SWEEP, search="random",
+                                                 scheduler="fifo"))
+    stranger = store.create_child(other, trial_id="f00d_00000", sweep_name=SWEEP, config={"lr": 0.1})
+    assert main([str(folder), "--tracking-uri", uri, "--out", str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    assert "MLflow: tagged 2 of 2 trial runs" in out and other not in out
+    assert m.TAG_DIAGNOSIS not in MlflowClient(uri).get_run(stranger.run_id).data.tags
+    assert not MlflowClient(uri).list_artifacts(other, REPORT_ARTIFACT_PATH)  # the report went to its own parent
