@@ -190,6 +190,10 @@ def test_early_stopping_triggers(small: CifarArrays) -> None:
     assert len(reporter.history) < 12
     assert last[metrics.EPOCH] == last[metrics.BEST_EPOCH] + 1
     assert all(r[metrics.EARLY_STOPPED] == 0 for r in reporter.history[:-1])
+    # The same trial given exactly as many epochs ran them all: patience stopped nothing.
+    stopped_at = len(reporter.history)
+    full, _ = _train(small, optimizer="adam", lr=0.05, batch_norm=False, epochs=stopped_at, early_stopping_patience=1)
+    assert full[metrics.EPOCH] == stopped_at and full[metrics.EARLY_STOPPED] == 0
 
 
 def test_l1_adds_to_the_loss_and_shrinks_weights(small: CifarArrays, tmp_path: Path) -> None:

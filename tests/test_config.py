@@ -27,6 +27,7 @@ MODEL_RULES = [
     ("padding", 6, ValueError, r"`padding` is 6"),
     ("pool", "min", ValueError, r"`pool` is 'min', but must be one of max, avg, none"),
     ("pool_every", 0, ValueError, r"`pool_every` is 0"),
+    ("pool_every", 9, ValueError, r"`pool_every` is 9, but must be `pool_every <= num_blocks` \(3\) with pool='max'"),
     ("pool_size", 1, ValueError, r"`pool_size` is 1"),
     ("pool_size", 5, ValueError, r"`pool_size` is 5"),
     ("reduce_ratio", 0.0, ValueError, r"`reduce_ratio` is 0.0, but must be in \(0.0, 1.0\]"),

@@ -377,7 +377,9 @@ def _run_epoch(trial: _Trial) -> tuple[dict[str, Any], bool]:
     trial.epoch += 1
     trial.progress = update_progress(trial.progress, epoch=trial.epoch, val_loss=val_loss, val_acc=val_acc)
     patience = trial.cfg.train.early_stopping_patience
-    stop_early = not stats.diverged and should_stop_early(trial.progress, patience=patience)
+    # At the last epoch the trial ends anyway: patience stopped nothing, so it completed.
+    stop_early = (not stats.diverged and trial.epoch < trial.cfg.train.epochs
+                  and should_stop_early(trial.progress, patience=patience))
     result = _epoch_metrics(trial, stats, val_loss=val_loss, val_acc=val_acc,
                             epoch_time=time.perf_counter() - start, early_stopped=stop_early)
     return result, stats.diverged or stop_early

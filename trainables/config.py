@@ -116,6 +116,9 @@ class ModelConfig:
                   "Use padding = kernel_size // 2 for 'same' convolutions.")
         _check_choice("pool", self.pool, POOLS)
         _check_int("pool_every", self.pool_every, low=1)
+        if self.pool != "none" and self.pool_every > self.num_blocks:  # else pool="max" builds the net of pool="none"
+            _fail("pool_every", self.pool_every, f"must be `pool_every <= num_blocks` ({self.num_blocks}) with "
+                  f"pool={self.pool!r}, or the net has no pooling layer", "Lower pool_every, or set pool=none.")
         _check_int("pool_size", self.pool_size, low=2, high=4)
         _check_float("reduce_ratio", self.reduce_ratio, low=0.0, high=1.0, low_open=True)
         _check_bool("batch_norm", self.batch_norm)
