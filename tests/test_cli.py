@@ -73,6 +73,16 @@ def test_cli_csv_metrics_and_yaml_config(cifar_dir: Path, tmp_path: Path, capsys
     assert float(rows[0][metrics.LR]) == pytest.approx(0.01)
     assert json.loads((tmp_path / "run" / "checkpoint" / "config.json").read_text())["lr"] == 0.01
     assert "completed after epoch 1" in capsys.readouterr().out
+    # --resume keeps writing the run's own format, and says where the run is left
+    same = ["--config", str(config), "--set", "val_fraction=0.05", "--epochs", "1", "--data-dir", str(cifar_dir),
+            "--output", str(tmp_path / "run"), "--resume"]
+    assert main(same) == 0
+    assert "Nothing to train" in capsys.readouterr().out and not (tmp_path / "run" / "metrics.jsonl").exists()
+    assert len(list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))) == 1
+    assert "writes metrics.csv. Drop --metrics-format" in _error([*same, "--metrics-format", "jsonl"], capsys)
+    # A crash mid-swap leaves the checkpoint aside: the first --resume finds it (its config included).
+    (tmp_path / "run" / "checkpoint").rename(tmp_path / "run" / "checkpoint.old")
+    assert main(["--output", str(tmp_path / "run"), "--resume", "--data-dir", str(cifar_dir)]) == 0
 
 
 def _error(argv: list[str], capsys) -> str:
@@ -98,6 +108,11 @@ def test_bad_input_exits_2_naming_value_rule_and_fix(argv: list[str], message: s
     err = _error([*argv, "--output", str(tmp_path / "run")], capsys)
     assert message in err
     assert not (tmp_path / "run").exists()  # nothing written: rejected before compute
+
+
+def test_an_output_that_is_a_file_exits_2(tmp_path: Path, capsys) -> None:
+    (tmp_path / "afile").write_text("x")
+    assert "that is a file, not a folder" in _error(["--output", str(tmp_path / "afile")], capsys)
 
 
 def test_existing_run_needs_resume(cifar_dir: Path, tmp_path: Path, capsys) -> None:
@@ -174,3 +189,19 @@ def test_resume_recovers_the_checkpoint_moved_aside_mid_swap(tmp_path: Path) -> 
     (tmp_path / "checkpoint.old" / "checkpoint.pt").write_text("x")
     assert recover_checkpoint(tmp_path) and (tmp_path / "checkpoint" / "checkpoint.pt").is_file()
     assert not recover_checkpoint(tmp_path)  # a checkpoint in place is left alone
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_where_the_run_stopped_and_how_to_continue(cifar_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "trainables.cifar", *TINY_SETS, "--epochs", "50", "--data-dir",
+                             str(cifar_dir), "--output", str(out), "--device", "cpu", "--num-threads", "1"],
+                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().count("\n") >= 1):
+        assert proc.poll() is None and time.monotonic() < deadline, "no epoch finished in time"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and f"Continue it with: python -m trainables.cifar --output {out} --resume" in stderr

@@ -138,21 +138,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
                    help="download CIFAR-10 with torchvision when the data folder is missing; "
                         "--no-download fails instead (default: yes)")
-    p.add_argument("--device", default="auto", choices=DEVICES, help="auto: cuda, else mps, else cpu")
+    p.add_argument("--device", choices=DEVICES, help="auto: cuda, else mps, else cpu (default: auto; on --resume "
+                   "the device the run started on)")
     p.add_argument("--num-threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--output", default="runs/cifar", help="folder for metrics and the checkpoint (default: runs/cifar)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
-    p.add_argument("--metrics-format", default="jsonl", choices=sorted(METRICS_FORMATS),
-                   help="JSON lines or CSV (default: jsonl)")
+    p.add_argument("--metrics-format", choices=sorted(METRICS_FORMATS),
+                   help="JSON lines or CSV (default: jsonl; on --resume the run's own)")
     p.add_argument("--evaluate-test", action="store_true",
                    help="after training, report test loss/accuracy of the final checkpoint")
     return p
+
+
+def resolve_run_settings(args: argparse.Namespace) -> None:
+    """--metrics-format and --device: on --resume, the run's own where not given (it must keep
+    writing the file it started, on the kind of device its RNG state belongs to); refused where
+    given otherwise. Elsewhere the defaults, jsonl and auto."""
+    out = Path(args.output)
+    present = [fmt for fmt, name in METRICS_FORMATS.items() if (out / name).is_file()]
+    if args.resume and present:
+        if len(present) > 1:
+            raise UsageError(f"{str(out)!r} holds both {' and '.join(METRICS_FORMATS[f] for f in present)}: two runs' "
+                             "metrics. Keep the file of the run to resume and move the other away.")
+        if args.metrics_format not in (None, present[0]):
+            raise UsageError(f"The value of `--metrics-format` is {args.metrics_format!r}, but the run in {str(out)!r} "
+                             f"writes {METRICS_FORMATS[present[0]]}. Drop --metrics-format to continue it.")
+        args.metrics_format = present[0]
+    args.metrics_format = args.metrics_format or "jsonl"
+    ckpt = out / CHECKPOINT_DIR
+    if args.resume and (ckpt / CHECKPOINT_FILE).is_file():
+        started_on = read_checkpoint(ckpt)["rng"].get("generator_device")
+        if started_on is not None and args.device is None:
+            args.device = started_on
+        elif started_on is not None and resolve_device(args.device).type != started_on:
+            raise UsageError(f"The value of `--device` is {args.device!r}, but the run in {str(out)!r} started on "
+                             f"{started_on}, and a run resumes on the kind of device it started on (its shuffling "
+                             f"and augmentation draw from that device's RNG). Pass --device {started_on}, or start "
+                             "a fresh run with another --output.")
+    args.device = args.device or "auto"
 
 
 def resolve_config(args: argparse.Namespace) -> TrialConfig:
     """On --resume the checkpoint's config, then the file, then --set, then --epochs."""
     flat: dict[str, Any] = {}
     ckpt = Path(args.output) / CHECKPOINT_DIR
+    if args.resume:
+        recover_checkpoint(Path(args.output))  # a crash mid-swap leaves the checkpoint aside
     if args.resume and (ckpt / CHECKPOINT_FILE).is_file():
         flat.update(read_config(ckpt))  # so `--resume` alone continues; overrides must still match it
     if args.config:
@@ -202,6 +233,8 @@ def check_output(args: argparse.Namespace, cfg: TrialConfig) -> Path | None:
     out = Path(args.output)
     ckpt = out / CHECKPOINT_DIR
     metrics_file = out / METRICS_FORMATS[args.metrics_format]
+    if not args.resume:  # a fresh run refuses a folder holding either format's run
+        metrics_file = next((out / n for n in METRICS_FORMATS.values() if (out / n).is_file()), metrics_file)
     rows, _ = read_rows(metrics_file)
     if args.resume:
         recover_checkpoint(out)  # a crash mid-swap leaves the previous checkpoint aside
@@ -258,7 +291,12 @@ def summary(history: list[Mapping[str, Any]], *, seconds: float) -> str:
 def run_cli(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    out = Path(args.output)
     try:
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"The value of `--output` is {str(out)!r}, but that is a file, not a folder. "
+                             "Choose another --output.")
+        resolve_run_settings(args)
         cfg = resolve_config(args)
         resume_from = check_output(args, cfg)
         resolve_device(args.device)
@@ -267,10 +305,13 @@ def run_cli(argv: list[str] | None = None) -> int:
                              "Omit it for torch's default.")
         data = load_cifar10(args.data_dir or default_data_dir(), download=args.download)
         check_fits_data(cfg.model, data)
+        try:  # last: a run rejected above leaves no folder behind
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"The value of `--output` is {str(out)!r}, but it cannot be created "
+                             f"({exc.strerror or exc}). Choose another --output.") from exc
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / METRICS_FORMATS[args.metrics_format]
     if resume_from is not None and reconcile_metrics(metrics_path, Path(resume_from)):
         print(f"{metrics_path} did not end at the checkpoint's epoch (the run was killed between the two); "
@@ -278,7 +319,13 @@ def run_cli(argv: list[str] | None = None) -> int:
     sink_cls = JsonLinesReporter if args.metrics_format == "jsonl" else CsvReporter
     sink = sink_cls(metrics_path, out, resume_from=resume_from)
     start = time.perf_counter()
-    train_trial(cfg, data=data, reporter=PrintingReporter(sink), device=args.device, num_threads=args.num_threads)
+    try:
+        train_trial(cfg, data=data, reporter=PrintingReporter(sink), device=args.device, num_threads=args.num_threads)
+    except KeyboardInterrupt:
+        done = sink.history[-1][metrics.EPOCH] if sink.history else "none this time"
+        print(f"\nInterrupted (last epoch finished: {done}). Continue it with: python -m trainables.cifar "
+              f"--output {out} --resume", file=sys.stderr)
+        return 130
     print(summary(sink.history, seconds=time.perf_counter() - start))
     ckpt = out / CHECKPOINT_DIR
     has_ckpt = (ckpt / CHECKPOINT_FILE).is_file()
