@@ -32,6 +32,7 @@ SCHEDULE = "schedule"
 BATCH_NORM = "batch_norm"
 EPOCHS = "epochs"
 PATIENCE = "early_stopping_patience"
+ADAPTIVE_LR_HIGH = 3e-3  # above this an adam/adamw/rmsprop lr is high for a CNN (see _underfitting)
 CONFIG_KEYS_USED = (*DROPOUT_KEYS, WEIGHT_DECAY, MAX_NORM, AUGMENT, CUTOUT, LABEL_SMOOTHING, L1, FILTERS,
                     NUM_BLOCKS, HEAD_UNITS, LEARNING_RATE, OPTIMIZER, WARMUP_EPOCHS, SCHEDULE, BATCH_NORM, EPOCHS, PATIENCE)
 
@@ -92,10 +93,16 @@ def _underfitting(config: Mapping[str, Any], facts: Mapping[str, float], *, end_
                   signals: tuple[str, ...]) -> list[str]:
     tips = []
     lr = _num(config, LEARNING_RATE)
-    adaptive = str(config.get(OPTIMIZER, "")).lower() in ("adam", "adamw", "rmsprop")
+    optimizer = str(config.get(OPTIMIZER, "")).lower()
+    adaptive = optimizer in ("adam", "adamw", "rmsprop")
     if lr is not None and lr < (1e-4 if adaptive else 1e-2):
         tips.append(f"{LEARNING_RATE} {lr:g} is low for {config.get(OPTIMIZER, 'this optimizer')} -> try {lr * 10:.2g} "
                     f"(x10).")
+    elif lr is not None and adaptive and lr > ADAPTIVE_LR_HIGH:
+        # Adam-type steps are ~lr per weight whatever the gradient's size: far above ~1e-3 they
+        # thrash without diverging, which reads as underfitting. Raising it would make that worse.
+        tips.append(f"{LEARNING_RATE} {lr:g} is high for {optimizer}, which trains CNNs best around 1e-4-3e-3 -> try "
+                    f"{lr / 10:.2g} (/10).")
     elif lr is not None:
         tips.append(f"{LEARNING_RATE} {lr:g} -> try {lr * 3:.2g} (x3).")
     for key, small, target in ((FILTERS, 32, "32-64"), (NUM_BLOCKS, 3, "3"), (HEAD_UNITS, 64, "128")):
@@ -107,13 +114,20 @@ def _underfitting(config: Mapping[str, Any], facts: Mapping[str, float], *, end_
         if value is not None and value > 0.3:
             tips.append(f"{key} {value:g} -> try <= 0.3 (less regularisation).")
     wd = _num(config, WEIGHT_DECAY)
-    if wd is not None and wd > 1e-3:
-        tips.append(f"{WEIGHT_DECAY} {wd:g} -> try 5e-4 (less regularisation).")
+    # AdamW's decay is decoupled from the gradient, at 1e-2 by convention (Loshchilov & Hutter), a
+    # scale at which coupled L2 (sgd, adam) would already hold a net back.
+    decoupled = optimizer == "adamw"
+    if wd is not None and wd > (0.05 if decoupled else 1e-3):
+        tips.append(f"{WEIGHT_DECAY} {wd:g} -> try {'1e-2' if decoupled else '5e-4'} (less regularisation).")
     if (_num(config, L1) or 0) > 0:
         tips.append(f"{L1} {_num(config, L1):g} -> try 0.")
     if "plateau" not in signals:
         epochs = _num(config, EPOCHS)
-        if end_state == m.STOPPED_EARLY:
+        if facts.get("patience_stopped") and _num(config, PATIENCE):
+            tips.append(f"Its own patience rule stopped it at epoch {int(facts['last_epoch'])} ({PATIENCE} "
+                        f"{int(_num(config, PATIENCE) or 0)}); if the changes above are not it, raise {PATIENCE} or "
+                        "set it to 0 (off) before judging.")
+        elif end_state == m.STOPPED_EARLY:
             tips.append(f"It was stopped early at epoch {int(facts['last_epoch'])} while train_loss still fell; "
                         "if the changes above are not it, give it more epochs before judging.")
         else:
@@ -127,8 +141,9 @@ def _diverged(config: Mapping[str, Any]) -> list[str]:
     lr = _num(config, LEARNING_RATE)
     tips.append(f"{LEARNING_RATE} {lr:g} -> try {lr / 3:.2g}-{lr / 10:.2g} (/3-/10)." if lr is not None
                 else "Lower the learning rate 3-10x.")
-    # cyclic ignores warmup_epochs (its first half cycle is its ramp), so the tip would do nothing there.
-    if _num(config, WARMUP_EPOCHS) == 0 and config.get(SCHEDULE) != "cyclic":
+    # cyclic ignores warmup_epochs (its first half cycle is its ramp), and onecycle's 0 means its own
+    # 30% ramp, which 1-2 epochs would shorten: the tip would do nothing or the opposite there.
+    if _num(config, WARMUP_EPOCHS) == 0 and config.get(SCHEDULE) not in ("cyclic", "onecycle"):
         tips.append(f"{WARMUP_EPOCHS} is 0 -> try 1-2.")
     if _flag(config, BATCH_NORM) is False:
         tips.append(f"{BATCH_NORM} is off -> turn it on.")

@@ -186,6 +186,8 @@ def _facts(rows: pd.DataFrame, c: _Curves | None) -> dict[str, float]:
     if np.isfinite(vl).any():
         i = int(np.nanargmin(np.where(np.isfinite(vl), vl, np.nan)))
         facts.update(min_val_loss=float(vl[i]), min_val_loss_epoch=float(epochs[i]))
+    if m.EARLY_STOPPED in rows:  # the trainable's own patience rule ended it
+        facts["patience_stopped"] = float(pd.to_numeric(rows[m.EARLY_STOPPED], errors="coerce").fillna(0).iloc[-1] >= 1)
     if c is not None:
         facts.update(final_train_loss=float(c.train_loss[-1]), final_train_acc=float(c.train_acc[-1]),
                      final_val_acc=float(c.val_acc[-1]), final_gap=float(c.train_acc[-1] - c.val_acc[-1]))

@@ -211,3 +211,25 @@ def test_advice_for_good_fit_diverged_and_inconclusive():
     assert "lr 0.3 -> try" in cyclic.loc["cyc", "advice"] and "warmup" not in cyclic.loc["cyc", "advice"]
     turned = overfit()  # val_loss turned at epoch 6: a good fit would say where to stop, not "more epochs"
     assert "min val_loss at epoch 6 of 20" in verdicts(turned)[1].loc["over", "advice"]
+
+
+def test_advice_reads_the_trials_optimizer_schedule_and_patience():
+    from analysis.advice import advise
+
+    facts = {"last_epoch": 8.0}
+    # An Adam-type lr far above ~1e-3 thrashes: lower it, never raise it; AdamW's usual decay is no excess.
+    adamw = " ".join(advise(m.UNDERFITTING, config={"optimizer": "adamw", "lr": 0.3, "weight_decay": 0.01},
+                            facts=facts, end_state=m.COMPLETED))
+    assert "lr 0.3 is high for adamw" in adamw and "try 0.03 (/10)" in adamw and "x3" not in adamw
+    assert "weight_decay" not in adamw
+    assert "weight_decay 0.01 -> try 5e-4" in " ".join(advise(
+        m.UNDERFITTING, config={"optimizer": "sgd", "lr": 0.05, "weight_decay": 0.01}, facts=facts, end_state=m.COMPLETED))
+    # onecycle's warmup_epochs 0 is its own 30% ramp: 1-2 epochs would shorten it.
+    for schedule, tipped in (("onecycle", False), ("cyclic", False), ("cosine", True)):
+        tips = advise(m.DIVERGED_VERDICT, config={"lr": 0.4, "schedule": schedule, "warmup_epochs": 0.0}, facts=facts,
+                      end_state=m.DIVERGED_STATE)
+        assert any("warmup_epochs is 0" in t for t in tips) == tipped, schedule
+    # Stopped by its own patience rule: more epochs will not come by themselves.
+    patience = " ".join(advise(m.UNDERFITTING, config={"lr": 0.05, "early_stopping_patience": 3, "epochs": 20},
+                               facts={**facts, "patience_stopped": 1.0}, end_state=m.STOPPED_EARLY))
+    assert "Its own patience rule stopped it at epoch 8 (early_stopping_patience 3)" in patience
