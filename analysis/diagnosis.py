@@ -110,18 +110,27 @@ def overfitting_signals(c: _Curves, *, th: DiagnosisThresholds) -> dict[str, tup
     found: dict[str, tuple[int, str]] = {}
     i_min = int(np.argmin(c.val_loss))
     last = len(c.epochs) - 1
-    rise = c.val_loss[last] / c.val_loss[i_min] - 1.0
+    end = c.val_loss[last]
+    rise = end / c.val_loss[i_min] - 1.0
+    # At the right edge the centred median has only the last two epochs to go on, so one noisy last
+    # epoch carries half the weight: the rise must already be under way the epoch before (half the
+    # threshold, raw), as it is in a real turn.
+    before = c.raw_val_loss[last - 1] / c.val_loss[i_min] - 1.0 if last else rise
     fall = 1.0 - c.train_loss[last] / c.train_loss[i_min]
-    if last - i_min >= th.epochs_after_min and rise >= th.val_loss_rise and fall >= th.train_loss_fall:
+    if (last - i_min >= th.epochs_after_min and rise >= th.val_loss_rise and before >= th.val_loss_rise / 2
+            and fall >= th.train_loss_fall):
         # Report the raw minimum's epoch: that is the checkpoint to stop at.
         i_raw = int(np.argmin(c.raw_val_loss))
         found["val_loss_turn"] = (int(c.epochs[i_raw]), (
             f"val_loss reached its minimum {_fmt(c.raw_val_loss[i_raw])} at epoch {c.epochs[i_raw]} "
             f"(smoothed {_fmt(c.val_loss[i_min])} at epoch {c.epochs[i_min]}) and rose "
-            f"{rise:.0%} to {_fmt(c.val_loss[last])} by epoch {c.epochs[last]} while train_loss fell {fall:.0%} "
+            f"{rise:.0%} to {_fmt(end)} by epoch {c.epochs[last]} while train_loss fell {fall:.0%} "
             f"({_fmt(c.train_loss[i_min])} -> {_fmt(c.train_loss[last])})"))
     gap = c.train_acc - c.val_acc
-    i_small = int(np.argmin(gap[:last])) if last else 0
+    # Epoch 1's train_acc is a running mean from random weights, so its gap reads small (often
+    # negative) for every trial: growth is measured from epoch 2 on where there is one.
+    first = 1 if last > 1 else 0
+    i_small = first + int(np.argmin(gap[first:last])) if last else 0
     growth = gap[last] - gap[i_small]
     if gap[last] >= th.gap_large and growth >= th.gap_growth:
         i_large = int(np.flatnonzero(gap >= th.gap_large)[0])

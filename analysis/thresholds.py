@@ -26,7 +26,8 @@ class DiagnosisThresholds:
     # ignores one noisy epoch (a bad batch order, an lr restart) but still shows a turn.
     smoothing_window: int = 3
     # Overfitting, loss form: smoothed val_loss ends this fraction above its minimum. 10% is
-    # well above the epoch-to-epoch jitter of a validation set of ~500 images (~2-4%).
+    # well above the epoch-to-epoch jitter of a validation set of ~500 images (~2-4%). The raw
+    # epoch before the last must already be half of it up, so one noisy last epoch is no turn.
     val_loss_rise: float = 0.10
     # ...and the minimum lies at least this many epochs before the end, so one late uptick
     # is not a trend.
@@ -37,7 +38,8 @@ class DiagnosisThresholds:
     # Overfitting, accuracy form: smoothed train_acc - val_acc at the end is at least this...
     # 0.15 is about twice the gap of a well-regularised CIFAR-10 CNN (~0.05-0.08).
     gap_large: float = 0.15
-    # ...and grew at least this much since its smallest value (a large but constant gap is
+    # ...and grew at least this much since its smallest value from epoch 2 on (epoch 1's train_acc
+    # is a running mean from random weights; a large but constant gap is
     # a property of the data split, not a trend).
     gap_growth: float = 0.05
     # Underfitting: smoothed train_acc at the end below chance + this is "near chance";

@@ -233,3 +233,24 @@ def test_advice_reads_the_trials_optimizer_schedule_and_patience():
     patience = " ".join(advise(m.UNDERFITTING, config={"lr": 0.05, "early_stopping_patience": 3, "epochs": 20},
                                facts={**facts, "patience_stopped": 1.0}, end_state=m.STOPPED_EARLY))
     assert "Its own patience rule stopped it at epoch 8 (early_stopping_patience 3)" in patience
+
+
+def test_one_noisy_last_epoch_or_a_constant_gap_is_no_overfitting():
+    e = np.arange(1, 13, dtype=float)
+    tl = 2.0 * np.exp(-e / 4) + 0.3
+    ta = 0.8 - 0.7 * np.exp(-e / 4)
+    vl = np.maximum(1.0, 2.2 - 0.3 * e)
+    spiked = vl.copy()
+    spiked[-1] = 1.45  # one noisy epoch at the end; the same spike mid-run is ignored by the median
+    got, table = verdicts(records("spike", tl, ta, spiked, ta - 0.05))
+    assert got["spike"] == m.GOOD_FIT, table.loc["spike", "evidence"]
+    # A real turn (rising over the last epochs) still is one.
+    turned = vl.copy()
+    turned[-3:] = [1.06, 1.12, 1.2]
+    assert verdicts(records("turn", tl, ta, turned, ta - 0.05))[0]["turn"] == m.OVERFITTING
+    # A large gap that is constant from epoch 2 on (epoch 1's train_acc is a running mean from random
+    # weights), with val_loss falling to its last epoch: a property of the split, not a trend.
+    const_ta = np.full_like(e, 0.6)
+    const_ta[0] = 0.3
+    gap_got, gap_table = verdicts(records("gap", tl, const_ta, 2.2 - 0.1 * e, np.full_like(e, 0.43)))
+    assert "gap" not in gap_table.loc["gap", "signals"].split(), gap_table.loc["gap", "evidence"]
