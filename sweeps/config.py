@@ -128,9 +128,9 @@ class SweepConfig:
                   "Lower --grace-period or raise --max-epochs.")
         _check_number("cpus_per_trial", self.cpus_per_trial, low=0.0, low_open=True)
         _check_number("gpus_per_trial", self.gpus_per_trial, low=0.0)
-        if 1 < self.gpus_per_trial != int(self.gpus_per_trial):
-            _fail("gpus_per_trial", self.gpus_per_trial, "must be a whole number when above 1",
-                  "Use a fraction below 1 (e.g. 0.25) or a whole number of GPUs.")
+        if self.gpus_per_trial > 1:  # the trainable trains on one device: no data parallelism
+            _fail("gpus_per_trial", self.gpus_per_trial, "must be at most 1: a trial trains on one GPU, so "
+                  "the others it reserved would sit idle", "Use 1, or a fraction (e.g. 0.25) to share a GPU.")
         if self.subset and self.subset < 100:
             _fail("subset", self.subset, "must be 0 (all images) or at least 100",
                   "A stratified split needs some images per class; pass --subset 1000 for a quick run.")
