@@ -81,7 +81,10 @@ def plot_gap(frame: pd.DataFrame, *, diagnoses: pd.DataFrame | None = None) -> "
         seen.add(verdict)
         style = dict(color=VERDICT_COLORS.get(verdict, "tab:purple"), alpha=0.7, linewidth=1)
         acc_ax.plot(rows[m.EPOCH], rows[m.TRAIN_ACC] - rows[m.VAL_ACC], label=label, **style)
-        loss_ax.plot(rows[m.EPOCH], rows[m.VAL_LOSS] - rows[m.TRAIN_LOSS], **style)
+        if verdict != m.DIVERGED_VERDICT:  # an exploding loss (1e8) would flatten every other curve to 0
+            loss_ax.plot(rows[m.EPOCH], rows[m.VAL_LOSS] - rows[m.TRAIN_LOSS], **style)
+    if m.DIVERGED_VERDICT in seen:
+        loss_ax.set_title("diverged trials left out", fontsize=8)
     acc_ax.set_ylabel(f"{m.TRAIN_ACC} - {m.VAL_ACC}")
     loss_ax.set_ylabel(f"{m.VAL_LOSS} - {m.TRAIN_LOSS}")
     for ax in (acc_ax, loss_ax):

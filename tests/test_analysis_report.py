@@ -283,3 +283,18 @@ def test_the_tracking_uri_flag_takes_the_sweeps_spelling_too():
     # sweeps.cifar, sweeps.compare and sweeps.backfill spell it --mlflow-tracking-uri.
     for flag in ("--tracking-uri", "--mlflow-tracking-uri"):
         assert _parser().parse_args(["folder", flag, "http://127.0.0.1:5000"]).tracking_uri == "http://127.0.0.1:5000"
+
+
+def test_a_diverged_trial_does_not_flatten_the_loss_gap_plot():
+    from analysis import diagnose, tidy
+    from analysis.plots import plot_gap
+
+    exploded = [{**r, m.TRAIN_LOSS: 4.1e8 if r[m.EPOCH] == 3 else r[m.TRAIN_LOSS], m.TRIAL_ID: "boom"}
+                for r in good()[:3]]
+    frame = tidy(good() + exploded)
+    diagnoses = diagnose(frame)
+    assert dict(zip(diagnoses[m.TRIAL_ID], diagnoses[m.TAG_DIAGNOSIS]))["boom"] == m.DIVERGED_VERDICT
+    acc_ax, loss_ax = plot_gap(frame, diagnoses=diagnoses).axes
+    low, high = loss_ax.get_ylim()
+    assert high - low < 10 and loss_ax.get_title() == "diverged trials left out"
+    assert len(acc_ax.lines) == 3  # both trials' accuracy gaps and the zero line
