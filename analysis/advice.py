@@ -160,8 +160,10 @@ def advise(verdict: str, *, config: Mapping[str, Any], facts: Mapping[str, float
     if verdict == m.DIVERGED_VERDICT:
         return _diverged(config)
     if verdict == m.INCONCLUSIVE:
-        return [f"Too few epochs to judge (end state {end_state}); rerun this config for more epochs or raise "
-                "the scheduler's grace_period if such trials matter."]
+        if end_state == m.STOPPED_EARLY:
+            return [f"Too few epochs to judge (end state {end_state}); rerun this config for more epochs or raise "
+                    "the scheduler's grace_period if such trials matter."]
+        return [f"Too few epochs to judge (end state {end_state}); rerun this config with more epochs."]
     if verdict == m.GOOD_FIT:
         best, last = facts.get("best_val_acc_epoch"), facts.get("last_epoch")
         lowest = facts.get("min_val_loss_epoch")
