@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import pandas as pd
 
+from analysis.frames import recorded_end_states
 from sweeps.config import CONFIG_FILE, is_uri
 from sweeps.ray_state import ERROR, PAUSED, STATE_GLOB, TERMINATED, saved_trials
 from sweeps.redact import redact_uri
@@ -79,22 +79,10 @@ def trial_statuses(folder: Path) -> dict[str, tuple[str, str]]:
     return {t.folder: (t.trial_id, t.status) for t in saved_trials(str(folder))}
 
 
-def summary_states(folder: Path) -> dict[str, str]:
-    """Trial id -> end state, from the sweep's summary.csv (written when its driver ended)."""
-    path = folder / SUMMARY_CSV
-    try:
-        table = pd.read_csv(path, dtype=str) if path.is_file() else None
-    except (ValueError, OSError):  # an empty or cut-short file: no states from it
-        return {}
-    if table is None or not {TRIAL_ID, END_STATE_TAG} <= set(table.columns):
-        return {}
-    return dict(zip(table[TRIAL_ID], table[END_STATE_TAG]))
-
-
 def read_trials(folder: Path) -> list[RayTrial]:
     """Every trial folder Ray wrote under ``folder`` (config, epochs and status)."""
     statuses = trial_statuses(folder)
-    summary = summary_states(folder)
+    summary = recorded_end_states(folder)  # summary.csv's, as the report reads them
     trials = []
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         params = sub / "params.json"

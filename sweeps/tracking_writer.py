@@ -35,7 +35,13 @@ class _TrialBuffer:
     end_state: str | None = None  # END_STATE_TAG to write, once
     kill: bool = False  # interrupted: mark the run KILLED (no end state; a resume continues it)
     open: bool = True  # started and not yet ended in this driver
-    dirty: bool = True
+    dirty: bool = True  # has work the writer thread has not picked up yet
+
+    @property
+    def unlogged(self) -> bool:
+        """Work not confirmed logged: queued, or picked up by a request still in flight (which
+        clears ``dirty`` when it starts, and an MLflow client may retry one for minutes)."""
+        return self.dirty or bool(self.results) or self.end_state is not None or self.kill
 
 
 @dataclass(frozen=True)
@@ -236,6 +242,6 @@ class TrackingWriter:
         with self._cond:
             self._abandoned = True
             self._cond.notify_all()
-            pending = {tid: b for tid, b in self._buffers.items() if b.dirty}
+            pending = {tid: b for tid, b in self._buffers.items() if b.unlogged}
             return Unlogged(epochs=sum(len(b.results) for b in pending.values()), trials=len(pending),
                             calls=tuple(what for what, _ in self._calls))
