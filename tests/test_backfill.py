@@ -52,6 +52,13 @@ def experiment(tmp_path_factory) -> Path:
     return root / "bf"
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch) -> None:
+    # A local sqlite store roots artifacts at ./mlruns of the working directory (MLflow 2 creates
+    # the folder as soon as it opens the store): never the checkout's.
+    monkeypatch.chdir(tmp_path)
+
+
 def _children(client: MlflowClient) -> list:
     experiment_id = client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id
     return client.search_runs([experiment_id], f"tags.`{metrics.TAG_ROLE}` = '{metrics.ROLE_TRIAL}'")
@@ -168,9 +175,7 @@ def _paused_copy(experiment: Path, into: Path, *, summary_state: str) -> tuple[P
     (metrics.INTERRUPTED, "KILLED", "KILLED"),  # a Ctrl-C left it paused: --resume continues it
 ])
 def test_a_trial_saved_paused_takes_its_end_state_from_the_summary(experiment: Path, tmp_path: Path,
-                                                                    summary_state, run_status, parent_status,
-                                                                    monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)  # a local sqlite store puts the summary artifact in ./mlruns
+                                                                    summary_state, run_status, parent_status) -> None:
     folder, trial_id = _paused_copy(experiment, tmp_path, summary_state=summary_state)
     tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     backfill(folder, tracking=tracking)
