@@ -160,6 +160,9 @@ def advise(verdict: str, *, config: Mapping[str, Any], facts: Mapping[str, float
     if verdict == m.DIVERGED_VERDICT:
         return _diverged(config)
     if verdict == m.INCONCLUSIVE:
+        if facts.get("patience_stopped") and _num(config, PATIENCE):
+            return [f"Too few epochs to judge: its own patience rule stopped it ({PATIENCE} "
+                    f"{int(_num(config, PATIENCE) or 0)}); rerun this config with a larger {PATIENCE} or 0 (off)."]
         if end_state == m.STOPPED_EARLY:
             return [f"Too few epochs to judge (end state {end_state}); rerun this config for more epochs or raise "
                     "the scheduler's grace_period if such trials matter."]

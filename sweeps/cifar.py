@@ -11,6 +11,7 @@ Exit codes: 0 success, 1 the sweep failed (every trial errored, or Ray failed), 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from typing import Any, Sequence
@@ -18,8 +19,8 @@ from typing import Any, Sequence
 from sweeps.config import (CONFIG_FILE, DEFAULT_MAX_EPOCHS, DEFAULT_NUM_SAMPLES, SCHEDULERS, SEARCHES, SMOKE_GRACE_PERIOD,
                            SMOKE_MAX_EPOCHS, SMOKE_NUM_SAMPLES, SMOKE_SUBSET, SweepConfig, check_address)
 from sweeps.redact import redact_uri
-from sweeps.tracking_config import (DEFAULT_EXPERIMENT, TRACKING_ARGS, TrackingConfig, add_tracking_args,
-                                     tracking_from_args)
+from sweeps.tracking_config import (DEFAULT_EXPERIMENT, ENV_TRACKING_URI, TRACKING_ARGS, TrackingConfig,
+                                     add_tracking_args, tracking_from_args)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130  # 130: the shell's code for Ctrl-C
 
@@ -160,6 +161,8 @@ def resume_command(cfg: SweepConfig, tracking: TrackingConfig) -> str:
     else:
         if tracking.tracking_uri:
             parts.append(f"--mlflow-tracking-uri {redact_uri(tracking.tracking_uri)}")
+        elif not os.environ.get(ENV_TRACKING_URI):  # the default store is the working directory's: name it
+            parts.append(f"--mlflow-tracking-uri {tracking.resolved_uri()}")
         if tracking.experiment != DEFAULT_EXPERIMENT:
             parts.append(f"--mlflow-experiment {tracking.experiment}")
     return " ".join(parts)

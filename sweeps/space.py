@@ -264,6 +264,25 @@ def _check_values(space: Space) -> None:
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"Search space entry `{dim.key}` ({dim.describe()}) can produce {value!r}, "
                                  f"which the trainable rejects: {exc}") from exc
+    _check_pooling(space, base)
+
+
+def _check_pooling(space: Space, base: Mapping[str, Any]) -> None:
+    """``pool_every <= num_blocks`` (with pooling on) is a rule on two keys, which the one-key-at-a-
+    time check above cannot see: try its worst pair, the most blocks between pools in the shallowest net."""
+    def values(key: str) -> list[Any]:
+        return representative_values(space[key]) if key in space.keys() else [base[key]]
+
+    pools = [p for p in values("pool") if p != "none"]
+    if not pools or not ({"num_blocks", "pool_every"} & set(space.keys())):
+        return
+    worst = {"pool": pools[0], "num_blocks": min(values("num_blocks")), "pool_every": max(values("pool_every"))}
+    try:
+        TrialConfig.from_dict({**base, **worst})
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"Search space entries `num_blocks` and `pool_every` can combine into {worst}, which the "
+                         f"trainable rejects: {exc} Keep the largest pool_every at most the smallest num_blocks, "
+                         "or drop pooling from the space.") from exc
 
 
 def _in_dim(dim: Dim, value: Any) -> bool:

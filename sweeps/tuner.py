@@ -357,7 +357,10 @@ def build_tuner(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop:
 
 def _save_config(prepared: PreparedSweep) -> None:
     """Saved next to Ray's state so --resume and readers know how the sweep was run."""
-    body = {"sweep": prepared.cfg.replace(resume=False).to_dict(), "sampled_keys": prepared.keys,
+    # The data folder as this run found it, absolute: a --resume from another directory (or with
+    # another $CIFAR10_DIR) must read the same images, not whatever its own default finds.
+    data_dir = os.path.abspath(prepared.cfg.data_dir or default_data_dir())
+    body = {"sweep": prepared.cfg.replace(resume=False, data_dir=data_dir).to_dict(), "sampled_keys": prepared.keys,
             "expected_trials": prepared.expected_trials}
     if not is_uri(prepared.cfg.storage_uri):
         os.makedirs(prepared.cfg.experiment_path, exist_ok=True)

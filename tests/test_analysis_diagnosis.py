@@ -236,6 +236,9 @@ def test_advice_reads_the_trials_optimizer_schedule_and_patience():
     # Too short to judge: the scheduler's grace period is the lever only where a scheduler stopped it.
     assert "grace_period" in advise(m.INCONCLUSIVE, config={}, facts=facts, end_state=m.STOPPED_EARLY)[0]
     assert "grace_period" not in advise(m.INCONCLUSIVE, config={}, facts=facts, end_state=m.COMPLETED)[0]
+    short = advise(m.INCONCLUSIVE, config={"early_stopping_patience": 2}, facts={**facts, "patience_stopped": 1.0},
+                   end_state=m.STOPPED_EARLY)[0]
+    assert "its own patience rule stopped it (early_stopping_patience 2)" in short and "grace_period" not in short
 
 
 def test_one_noisy_last_epoch_or_a_constant_gap_is_no_overfitting():

@@ -204,4 +204,26 @@ def test_ctrl_c_says_where_the_run_stopped_and_how_to_continue(cifar_dir: Path, 
     proc.send_signal(signal.SIGINT)
     stderr = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr and f"Continue it with: python -m trainables.cifar --output {out} --resume" in stderr
+    assert "Traceback" not in stderr
+    assert (f"Continue it with: python -m trainables.cifar --output {out} --data-dir {cifar_dir} --num-threads 1 "
+            "--resume") in stderr
+
+
+def test_resume_takes_the_device_from_the_checkpoint_also_when_moved_aside(cifar_dir: Path, tmp_path: Path,
+                                                                         capsys) -> None:
+    import torch
+
+    out = tmp_path / "run"
+    assert main([*TINY_SETS, "--epochs", "1", "--data-dir", str(cifar_dir), "--output", str(out), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    path = out / "checkpoint" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    state["rng"]["generator_device"] = "cuda"  # a run started on a GPU machine
+    torch.save(state, path)
+    (out / "checkpoint").rename(out / "checkpoint.old")  # and killed mid-swap
+    argv = ["--output", str(out), "--resume", "--data-dir", str(cifar_dir)]
+    if torch.cuda.is_available():
+        assert "Pass --device cuda" in _error([*argv, "--device", "cpu"], capsys)
+    else:
+        assert ("started on cuda, and this machine has none; a run resumes on the kind of device it started on"
+                in _error(argv, capsys))

@@ -148,13 +148,15 @@ def test_a_hyperband_sweep_saved_with_a_concurrency_limit_still_resumes(ray_sess
     assert (prepared.cfg.scheduler, prepared.cfg.max_concurrent, prepared.cfg.resume) == ("hyperband", 0, True)
 
 
-def test_a_resume_keeps_the_data_folder_it_started_with_unless_told_otherwise(ray_session, data, cifar_dir, tmp_path):
+def test_a_resume_keeps_the_data_folder_it_started_with_unless_told_otherwise(ray_session, data, cifar_dir, tmp_path,
+                                                                             monkeypatch):
     # A resume without --data-dir must not switch dataset: the finished trials' val_acc would no
     # longer compare with the resumed ones'. The same holds for --address (a local Ray instead).
+    monkeypatch.chdir(tmp_path)
     outcome = run_sweep(_cfg(tmp_path, search="random", scheduler="fifo", num_samples=1, max_epochs=1,
-                             evaluate_best=False, data_dir=str(cifar_dir)), data=data)
+                             evaluate_best=False, data_dir=os.path.relpath(cifar_dir)), data=data)  # relative to here
     saved = json.loads((Path(outcome.cfg.experiment_path) / CONFIG_FILE).read_text())["sweep"]["data_dir"]
-    assert saved == str(cifar_dir)
+    assert saved == str(cifar_dir.resolve())  # absolute: a resume from another directory reads the same images
     given = {"resume": True, "name": "sweep", "storage_path": str(tmp_path)}
     resumed = prepare(SweepConfig(resume=True, name="sweep", storage_path=str(tmp_path)), data=data, given=given)
     assert resumed.cfg.data_dir == saved and resumed.cfg.verbose == 0  # both as saved

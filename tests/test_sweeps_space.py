@@ -159,3 +159,12 @@ def test_a_starting_point_may_not_set_an_entry_its_condition_turns_off():
     _check(Space(space.dims, points=({"optimizer": "adamw"},)), search="hyperopt")
     with pytest.raises(ValueError, match="`momentum` only when optimizer is one of \\['sgd'\\].*Drop `momentum`"):
         _check(Space(space.dims, points=({"optimizer": "adamw", "momentum": 0.9},)), search="hyperopt")
+
+
+def test_a_space_whose_shallowest_net_would_pool_less_than_its_pool_every_is_refused():
+    # pool_every <= num_blocks is a rule on two keys: num_blocks 1 with pool_every 2 would reach a trial.
+    with pytest.raises(ValueError, match=r"`num_blocks` and `pool_every` can combine into .*'num_blocks': 1, "
+                                         r"'pool_every': 2.*Keep the largest pool_every at most the smallest num_blocks"):
+        _check(_space(num_blocks={"grid": [1, 3]}, pool_every={"grid": [1, 2]}), search="grid")
+    _check(_space(num_blocks={"grid": [2, 3]}, pool_every={"grid": [1, 2]}), search="grid")
+    _check(_space(num_blocks={"grid": [1, 3]}, pool_every={"grid": [1, 2]}, pool="none"), search="grid")

@@ -224,7 +224,7 @@ def test_log_comparison_attaches_tables_and_plot(tmp_path, monkeypatch) -> None:
     assert log_comparison(out, tracking=TrackingConfig(enabled=False)) is None
 
 
-def test_the_resume_hint_repeats_the_mlflow_store_masked() -> None:
+def test_the_resume_hint_repeats_the_mlflow_store_masked(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The MLflow store is not saved with the sweep (a URI may hold credentials): a resume without
     # the flag would log to another store, so the hint repeats it, with the password masked.
     from sweeps.cifar import resume_command
@@ -235,5 +235,10 @@ def test_the_resume_hint_repeats_the_mlflow_store_masked() -> None:
     assert hint.startswith("python -m sweeps.cifar --resume --name s1 --storage-path /tmp/rr")
     assert f"--mlflow-tracking-uri http://{MASK}@10.0.0.5:5000 --mlflow-experiment team" in hint
     assert "pw-secret-9" not in hint
-    assert resume_command(cfg, TrackingConfig()).endswith("--storage-path /tmp/rr")  # default store, default experiment
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)  # the default store is the working directory's: named, so a resume elsewhere finds it
+    assert resume_command(cfg, TrackingConfig()).endswith(f"--storage-path /tmp/rr --mlflow-tracking-uri "
+                                                          f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://10.0.0.5:5000")  # the environment still holds it
+    assert resume_command(cfg, TrackingConfig()).endswith("--storage-path /tmp/rr")
     assert resume_command(cfg, TrackingConfig(enabled=False)).endswith("--no-mlflow")

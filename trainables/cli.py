@@ -155,6 +155,8 @@ def resolve_run_settings(args: argparse.Namespace) -> None:
     writing the file it started, on the kind of device its RNG state belongs to); refused where
     given otherwise. Elsewhere the defaults, jsonl and auto."""
     out = Path(args.output)
+    if args.resume:
+        recover_checkpoint(out)  # a crash mid-swap leaves the checkpoint aside: read the run's own
     present = [fmt for fmt, name in METRICS_FORMATS.items() if (out / name).is_file()]
     if args.resume and present:
         if len(present) > 1:
@@ -169,6 +171,13 @@ def resolve_run_settings(args: argparse.Namespace) -> None:
     if args.resume and (ckpt / CHECKPOINT_FILE).is_file():
         started_on = read_checkpoint(ckpt)["rng"].get("generator_device")
         if started_on is not None and args.device is None:
+            try:
+                resolve_device(started_on)
+            except ValueError:
+                raise UsageError(f"The run in {str(out)!r} started on {started_on}, and this machine has none; a run "
+                                 f"resumes on the kind of device it started on (its shuffling and augmentation draw "
+                                 f"from that device's RNG). Resume it on a machine with {started_on}, or start a "
+                                 "fresh run with another --output.") from None
             args.device = started_on
         elif started_on is not None and resolve_device(args.device).type != started_on:
             raise UsageError(f"The value of `--device` is {args.device!r}, but the run in {str(out)!r} started on "
@@ -323,8 +332,10 @@ def run_cli(argv: list[str] | None = None) -> int:
         train_trial(cfg, data=data, reporter=PrintingReporter(sink), device=args.device, num_threads=args.num_threads)
     except KeyboardInterrupt:
         done = sink.history[-1][metrics.EPOCH] if sink.history else "none this time"
+        again = " ".join([f"--output {out}", *([f"--data-dir {args.data_dir}"] if args.data_dir else []),
+                          *([f"--num-threads {args.num_threads}"] if args.num_threads else [])])
         print(f"\nInterrupted (last epoch finished: {done}). Continue it with: python -m trainables.cifar "
-              f"--output {out} --resume", file=sys.stderr)
+              f"{again} --resume", file=sys.stderr)
         return 130
     print(summary(sink.history, seconds=time.perf_counter() - start))
     ckpt = out / CHECKPOINT_DIR
