@@ -18,9 +18,8 @@ from typing import Any, Sequence
 
 from sweeps.config import (CONFIG_FILE, DEFAULT_MAX_EPOCHS, DEFAULT_NUM_SAMPLES, SCHEDULERS, SEARCHES, SMOKE_GRACE_PERIOD,
                            SMOKE_MAX_EPOCHS, SMOKE_NUM_SAMPLES, SMOKE_SUBSET, SweepConfig, check_address)
-from sweeps.redact import redact_uri
 from sweeps.tracking_config import (DEFAULT_EXPERIMENT, ENV_TRACKING_URI, TRACKING_ARGS, TrackingConfig,
-                                     add_tracking_args, tracking_from_args)
+                                     add_tracking_args, export_note, tracking_from_args, usable_uri)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130  # 130: the shell's code for Ctrl-C
 
@@ -153,19 +152,17 @@ def parse_args(argv: Sequence[str] | None = None) -> SweepConfig:
 
 def resume_command(cfg: SweepConfig, tracking: TrackingConfig) -> str:
     """The command that continues this sweep. Its data folder and Ray address are saved with it;
-    the MLflow store is not (a URI may carry credentials, shown masked here), so a flag-given one
-    is repeated, or the resumed runs would go to another store."""
+    the MLflow store is not (a URI may carry credentials), so one not in $MLFLOW_TRACKING_URI is
+    repeated (the default store by its absolute path), or the resumed runs would go to another store."""
     parts = ["python -m sweeps.cifar --resume", f"--name {cfg.name}", f"--storage-path {cfg.storage_uri}"]
     if not tracking.enabled:
-        parts.append("--no-mlflow")
-    else:
-        if tracking.tracking_uri:
-            parts.append(f"--mlflow-tracking-uri {redact_uri(tracking.tracking_uri)}")
-        elif not os.environ.get(ENV_TRACKING_URI):  # the default store is the working directory's: name it
-            parts.append(f"--mlflow-tracking-uri {tracking.resolved_uri()}")
-        if tracking.experiment != DEFAULT_EXPERIMENT:
-            parts.append(f"--mlflow-experiment {tracking.experiment}")
-    return " ".join(parts)
+        return " ".join([*parts, "--no-mlflow"])
+    uri = tracking.resolved_uri()
+    if tracking.tracking_uri or not os.environ.get(ENV_TRACKING_URI):
+        parts.append(f"--mlflow-tracking-uri {usable_uri(uri)}")  # credentials: read from the environment
+    if tracking.experiment != DEFAULT_EXPERIMENT:
+        parts.append(f"--mlflow-experiment {tracking.experiment}")
+    return " ".join(parts) + export_note(uri)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

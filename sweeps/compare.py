@@ -243,11 +243,11 @@ def _run_one(cfg: CompareConfig, strategy: str, *, seed: int, data: Any, trackin
     outcome = execute(prepared, callbacks=callbacks, stop=TrialEpochBudget(budget))
     if tracker is not None:
         tracker.log_summary(outcome.summary)
-    # Trials the budget ended count as stopped, not cut off (sweeps/trial_ends.py): a cut-off
-    # trial short of the budget means a Ctrl-C.
-    frame = recorder.frame()
-    if outcome.cut_off and len(frame.drop_duplicates([metrics.TRIAL_ID, metrics.TRAINING_ITERATION])) < budget:
+    # Trials the budget ended count as stopped, not cut off (sweeps/trial_ends.py): a cut-off trial
+    # means a Ctrl-C.
+    if outcome.cut_off:
         return None
+    frame = recorder.frame()
     anytime, row = summary_row(frame, strategy=strategy, seed=seed, budget=budget, target=cfg.target)
     note = "" if row[at.TRIAL_EPOCHS] == budget else f" (ran out of trials before the budget of {budget})"
     if sweep.search == "grid" and row[TRIALS] < prepared.expected_trials:

@@ -39,7 +39,8 @@ from sweeps import storage
 from sweeps.config import is_uri
 from sweeps.ray_state import ERROR
 from sweeps.redact import redact_text, redact_uri, secret_values
-from sweeps.tracking_config import ENV_TRACKING_URI, LOCAL_STORE, TrackingConfig, TrackingError
+from sweeps.tracking_config import (ENV_TRACKING_URI, LOCAL_STORE, TrackingConfig, TrackingError, export_note,
+                                     usable_uri)
 from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV, end_state
 from sweeps.tracking_runs import (FINISHED, KILLED, RUNNING, ROLE_COMPARISON, TAG_BEST_CHECKPOINT, TAG_BEST_TRIAL,
                                   TAG_PACKAGE_VERSION, TAG_SWEEP_FOLDER, RunStore, param_values, trial_max_epochs)
@@ -323,7 +324,7 @@ class MlflowTrackingCallback(TrialEnds):
         logger.warning("MLflow at %s: %d epoch record(s) of %d trial(s) were not logged%s. Write them later with "
                        "`%s`.%s", redact_uri(self._uri or ""), unlogged.epochs, unlogged.trials, calls,
                        backfill_command(self.folder, uri=self._uri or "", experiment=self.tracking.experiment),
-                       _export_note(self._uri or ""))
+                       export_note(self._uri or ""))
 
     def _at_exit(self) -> None:
         # The driver exits without on_experiment_end (an exception in Tune, SystemExit from
@@ -372,20 +373,7 @@ def where_text(uri: str, *, experiment: str, parent_run_id: str, folder: str) ->
     source = parent_run_id if is_uri(folder) else folder
     return (f"MLflow: experiment '{experiment}', parent run {parent_run_id} in {shown}; view: {view}\n"
             f"Diagnose every trial (tags the runs in MLflow): python -m analysis.report {source} --tracking-uri {usable}"
-            + _export_note(uri))
-
-
-def usable_uri(uri: str) -> str:
-    """The tracking URI as a printed command may carry it: a URI with credentials is read from the
-    environment instead, so nothing printed (and kept in terminal logs) holds a secret."""
-    return f'"${ENV_TRACKING_URI}"' if redact_uri(uri) != uri else uri
-
-
-def _export_note(uri: str) -> str:
-    """Where a printed command reads the URI from an environment variable this shell lacks."""
-    if usable_uri(uri) == uri or os.environ.get(ENV_TRACKING_URI) == uri:
-        return ""
-    return f"\n(first `export {ENV_TRACKING_URI}=<the tracking URI with its credentials>`: it came from the flag)"
+            + export_note(uri))
 
 
 def backfill_command(folder: str, *, uri: str, experiment: str) -> str:

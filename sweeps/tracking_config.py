@@ -64,6 +64,19 @@ class TrackingConfig:
         return f"sqlite:///{os.path.abspath(LOCAL_STORE_FILE)}"
 
 
+def usable_uri(uri: str) -> str:
+    """The tracking URI as a printed command may carry it: a URI with credentials is read from the
+    environment instead, so nothing printed (and kept in terminal logs) holds a secret."""
+    return f'"${ENV_TRACKING_URI}"' if redact_uri(uri) != uri else uri
+
+
+def export_note(uri: str) -> str:
+    """Where a printed command reads the URI from an environment variable this shell lacks."""
+    if usable_uri(uri) == uri or os.environ.get(ENV_TRACKING_URI) == uri:
+        return ""
+    return f"\n(first `export {ENV_TRACKING_URI}=<the tracking URI with its credentials>`: it came from the flag)"
+
+
 TRACKING_ARGS = ("no_mlflow", "mlflow_tracking_uri", "mlflow_experiment")  # argparse dests added below
 
 

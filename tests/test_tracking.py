@@ -224,18 +224,18 @@ def test_log_comparison_attaches_tables_and_plot(tmp_path, monkeypatch) -> None:
     assert log_comparison(out, tracking=TrackingConfig(enabled=False)) is None
 
 
-def test_the_resume_hint_repeats_the_mlflow_store_masked(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_resume_hint_repeats_the_mlflow_store_without_its_secret(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The MLflow store is not saved with the sweep (a URI may hold credentials): a resume without
-    # the flag would log to another store, so the hint repeats it, with the password masked.
+    # the flag would log to another store, so the hint repeats it, a secret one through the environment.
     from sweeps.cifar import resume_command
     from sweeps.config import SweepConfig
 
     cfg = SweepConfig(name="s1", storage_path="/tmp/rr")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     hint = resume_command(cfg, TrackingConfig(tracking_uri="http://bob:pw-secret-9@10.0.0.5:5000", experiment="team"))
     assert hint.startswith("python -m sweeps.cifar --resume --name s1 --storage-path /tmp/rr")
-    assert f"--mlflow-tracking-uri http://{MASK}@10.0.0.5:5000 --mlflow-experiment team" in hint
-    assert "pw-secret-9" not in hint
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert '--mlflow-tracking-uri "$MLFLOW_TRACKING_URI" --mlflow-experiment team' in hint
+    assert "export MLFLOW_TRACKING_URI=" in hint and "pw-secret-9" not in hint
     monkeypatch.chdir(tmp_path)  # the default store is the working directory's: named, so a resume elsewhere finds it
     assert resume_command(cfg, TrackingConfig()).endswith(f"--storage-path /tmp/rr --mlflow-tracking-uri "
                                                           f"sqlite:///{tmp_path}/mlflow.db")

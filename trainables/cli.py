@@ -190,9 +190,7 @@ def resolve_run_settings(args: argparse.Namespace) -> None:
 def resolve_config(args: argparse.Namespace) -> TrialConfig:
     """On --resume the checkpoint's config, then the file, then --set, then --epochs."""
     flat: dict[str, Any] = {}
-    ckpt = Path(args.output) / CHECKPOINT_DIR
-    if args.resume:
-        recover_checkpoint(Path(args.output))  # a crash mid-swap leaves the checkpoint aside
+    ckpt = Path(args.output) / CHECKPOINT_DIR  # recovered from a crash mid-swap by resolve_run_settings
     if args.resume and (ckpt / CHECKPOINT_FILE).is_file():
         flat.update(read_config(ckpt))  # so `--resume` alone continues; overrides must still match it
     if args.config:
@@ -246,7 +244,6 @@ def check_output(args: argparse.Namespace, cfg: TrialConfig) -> Path | None:
         metrics_file = next((out / n for n in METRICS_FORMATS.values() if (out / n).is_file()), metrics_file)
     rows, _ = read_rows(metrics_file)
     if args.resume:
-        recover_checkpoint(out)  # a crash mid-swap leaves the previous checkpoint aside
         if _diverged(rows):
             # No checkpoint is written for the diverged epoch: resuming would run it again from the
             # epoch before, with the same batches, and diverge again.
