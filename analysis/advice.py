@@ -150,9 +150,26 @@ def _diverged(config: Mapping[str, Any]) -> list[str]:
     return tips
 
 
+# A trial that failed: the curves (if any) say little about the config, the error says what to do.
+ERRORED_TIP = ("It ended with an error (see the evidence; the traceback is in its trial folder's error.txt): "
+               "fix the cause, or where it was passing (a lost node, memory other trials held) `--resume` "
+               "retries errored trials; keep a config that cannot run out of the space.")
+
+
 def advise(verdict: str, *, config: Mapping[str, Any], facts: Mapping[str, float], end_state: str,
            signals: tuple[str, ...] = ()) -> list[str]:
-    """Advice lines for a verdict; ``config`` is the flat trial config (keys without prefix)."""
+    """Advice lines for a verdict; ``config`` is the flat trial config (keys without prefix). An
+    errored trial's advice ends with what to do about the error; with too few epochs to judge, that
+    is all of it."""
+    if end_state == m.ERRORED:
+        curves = [] if verdict == m.INCONCLUSIVE else _advice(verdict, config=config, facts=facts,
+                                                               end_state=end_state, signals=signals)
+        return [*curves, ERRORED_TIP]
+    return _advice(verdict, config=config, facts=facts, end_state=end_state, signals=signals)
+
+
+def _advice(verdict: str, *, config: Mapping[str, Any], facts: Mapping[str, float], end_state: str,
+            signals: tuple[str, ...]) -> list[str]:
     if verdict == m.OVERFITTING:
         return _overfitting(config, facts)
     if verdict == m.UNDERFITTING:

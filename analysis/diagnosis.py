@@ -258,8 +258,22 @@ def best_train_acc_by_epoch(frame: pd.DataFrame, *, window: int, metric: str = m
     return smoothed.groupby(frame[m.EPOCH]).max()
 
 
-def diagnose(frame: pd.DataFrame, *, thresholds: DiagnosisThresholds | None = None) -> pd.DataFrame:
-    """One row per trial: verdict, epoch, evidence, advice, the facts, end_state and config."""
+def errored_before_first_epoch(trial_id: str, error: str) -> Diagnosis:
+    """A trial with no epoch to read: inconclusive, with its error as the evidence."""
+    advice = advise(m.INCONCLUSIVE, config={}, facts={}, end_state=m.ERRORED)
+    return Diagnosis(trial_id, m.INCONCLUSIVE, 0, f"errored before its first epoch: {error}", " ".join(advice),
+                     {N_EPOCHS: 0.0})
+
+
+def diagnose(frame: pd.DataFrame, *, thresholds: DiagnosisThresholds | None = None,
+             errors: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per trial: verdict, epoch, evidence, advice, the facts, end_state and config.
+
+    ``errors``: trial id -> its error line (``analysis.errors``). An errored trial's evidence ends
+    with it, and a trial in ``errors`` without a row in ``frame`` (it failed before its first epoch)
+    gets a row of its own, so every trial a sweep started has a diagnosis.
+    """
+    errors = dict(errors or {})
     th = thresholds or DiagnosisThresholds()
     require_columns(frame, (m.TRIAL_ID, m.EPOCH, m.TRAIN_ACC), what="diagnose")
     best = best_train_acc_by_epoch(frame, window=th.smoothing_window)
@@ -273,8 +287,18 @@ def diagnose(frame: pd.DataFrame, *, thresholds: DiagnosisThresholds | None = No
                            best_val_acc=float(best_val.get(last, math.nan)))
         cfg = {k: rows[k].iloc[0] for k in config_columns(rows)}
         origin = {k: rows[k].iloc[0] for k in (STRATEGY, SEED) if k in rows}  # trials of a comparison
+        end_state = rows[END_STATE].iloc[-1]
+        # Only an errored end state: Ray keeps the error file of a trial a retry brought to an end.
+        error = errors.pop(str(trial_id), None) if end_state == m.ERRORED else None
+        evidence = d.evidence + (f"; errored: {error}" if error else "")
         out.append({m.TRIAL_ID: d.trial_id, **origin, VERDICT: d.verdict, DIAGNOSIS_EPOCH: d.epoch,
-                    END_STATE: rows[END_STATE].iloc[-1], SIGNALS: " ".join(d.signals), EVIDENCE: d.evidence,
+                    END_STATE: end_state, SIGNALS: " ".join(d.signals), EVIDENCE: evidence,
                     ADVICE: d.advice,
                     **d.facts, **cfg})
+    seen = set(frame[m.TRIAL_ID].astype(str))
+    for trial_id, error in sorted(errors.items()):
+        if trial_id not in seen:
+            d = errored_before_first_epoch(trial_id, error)
+            out.append({m.TRIAL_ID: d.trial_id, VERDICT: d.verdict, DIAGNOSIS_EPOCH: d.epoch, END_STATE: m.ERRORED,
+                        SIGNALS: "", EVIDENCE: d.evidence, ADVICE: d.advice, **d.facts})
     return pd.DataFrame(out)

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from analysis.errors import ERROR_FILE, trial_errors
 from trainables import metrics as m
 
 END_STATE = m.END_STATE_TAG  # the frame's end-state column carries the tag's name
@@ -25,7 +26,7 @@ END_STATE = m.END_STATE_TAG  # the frame's end-state column carries the tag's na
 EPOCH_METRICS = (*m.CURVE_METRICS, m.EPOCH_TIME_S, m.TRAIN_TIME_S, m.IMAGES_PER_S, m.NUM_PARAMS,
                  m.DIVERGED, m.EARLY_STOPPED, m.BEST_VAL_ACC, m.BEST_EPOCH)
 # Ray writes these into a trial folder when the trainable raised.
-_ERROR_FILES = ("error.txt", "error.pkl")
+_ERROR_FILES = (ERROR_FILE, "error.pkl")
 
 
 def flatten_config(config: Mapping[str, Any], *, prefix: str = m.CONFIG_PREFIX) -> dict[str, Any]:
@@ -162,6 +163,13 @@ def load_ray_results(experiment_dir: str | Path) -> pd.DataFrame:
             records.append(record)
         if lines and any((folder / name).exists() for name in _ERROR_FILES):
             errored.append(str(lines[0][m.TRIAL_ID]))
+    if not records:
+        errors = trial_errors(experiment_dir)
+        if errors:
+            first = next(iter(errors.values()))
+            raise ValueError(f"No trial reported any epoch: {len(errors)} of the {len(trial_folders(experiment_dir))} "
+                             f"trials errored before their first, e.g. {first!r} (tracebacks: error.txt in each trial "
+                             f"folder under {str(experiment_dir)!r}). Fix that and run the sweep again.")
     return tidy(records, end_states=recorded_end_states(experiment_dir), errored=errored)
 
 

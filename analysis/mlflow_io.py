@@ -126,9 +126,27 @@ def load_mlflow(ref: str, *, tracking_uri: str | None = None) -> pd.DataFrame:
         raise ValueError(f"The parent run {parent.info.run_id} has no child runs (tag mlflow.parentRunId); "
                          "nothing to analyse. Check that the sweep logged its trials.")
     records = [record for run in children for record in _run_records(client, run)]
+    errors = _errors_of(children)
+    if not records and errors:
+        raise ValueError(f"No trial of the parent run {parent.info.run_id} logged any epoch: {len(errors)} of its "
+                         f"{len(children)} trials errored before their first, e.g. {next(iter(errors.values()))!r}. "
+                         "Fix that and run the sweep again.")
     end_states = {run.data.tags.get(m.TAG_TRIAL_ID, run.info.run_name): run.data.tags[m.END_STATE_TAG]
                   for run in children if m.END_STATE_TAG in run.data.tags}
     return tidy(records, end_states=end_states)
+
+
+def _errors_of(children: Iterable["Run"]) -> dict[str, str]:
+    return {run.data.tags.get(m.TAG_TRIAL_ID, run.info.run_name):
+            run.data.tags.get(m.TAG_ERROR) or "(no error text logged; see the trial folder's error.txt)"
+            for run in children if run.data.tags.get(m.END_STATE_TAG) == m.ERRORED}
+
+
+def trial_errors(ref: str, *, tracking_uri: str | None = None) -> dict[str, str]:
+    """Trial id -> error line of the sweep's errored trials (their ``TAG_ERROR``, which the sweep
+    writes when a trial errors; a run logged before it did says only that it errored)."""
+    client = client_for(tracking_uri)
+    return _errors_of(child_runs(client, resolve_parent(client, ref)))
 
 
 def _clip(text: str) -> str:

@@ -16,11 +16,12 @@ import os
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
 
-from analysis.diagnosis import ADVICE, DIAGNOSIS_EPOCH, EVIDENCE, VERDICT, diagnose
+from analysis.diagnosis import ADVICE, DIAGNOSIS_EPOCH, EVIDENCE, N_EPOCHS, VERDICT, diagnose
+from analysis.errors import trial_errors
 from analysis.frames import END_STATE, load_comparison_trials, load_ray_results, trial_folders
 from analysis.strategies import (SEED, STRATEGY, format_strategy_table, is_comparison_folder, load_comparison,
                                  strategy_table)
@@ -83,6 +84,12 @@ def summarize(diagnoses: pd.DataFrame | None, strategies: pd.DataFrame | None) -
         for verdict in FLAGGED:
             for row in diagnoses[diagnoses[VERDICT] == verdict].head(3).to_dict("records"):
                 lines.append(f"  {row[m.TRIAL_ID]} {verdict} @ epoch {row[DIAGNOSIS_EPOCH]}: {row[ADVICE]}")
+        if END_STATE in diagnoses:
+            errored = diagnoses[diagnoses[END_STATE] == m.ERRORED]
+            if len(errored):
+                before = int((errored[N_EPOCHS] == 0).sum()) if N_EPOCHS in errored else 0
+                lines.append(f"{len(errored)} trials errored ({before} before their first epoch); the error is in "
+                             "each one's evidence, the traceback in its trial folder's error.txt.")
     if strategies is not None:
         for row in strategies.to_dict("records"):
             lines.append(f"Strategy {row['strategy']}: best_val_acc median {row['best_val_acc_median']:.4f} "
@@ -127,8 +134,10 @@ def _save(fig, path: Path) -> Path:
 
 
 def build_report(frame: pd.DataFrame | None, *, out_dir: str | Path, thresholds: DiagnosisThresholds | None = None,
-                 comparison_dir: str | Path | None = None, title: str = "Sweep report") -> Report:
-    """Diagnose ``frame`` (may be None for a comparison only), plot, and write the report folder."""
+                 comparison_dir: str | Path | None = None, title: str = "Sweep report",
+                 errors: Mapping[str, str] | None = None) -> Report:
+    """Diagnose ``frame`` (may be None for a comparison only), plot, and write the report folder.
+    ``errors``: trial id -> error line of the sweep's failed trials (see ``diagnosis.diagnose``)."""
     from analysis import plots  # matplotlib only when a report is drawn
 
     if frame is None and comparison_dir is None:
@@ -138,7 +147,7 @@ def build_report(frame: pd.DataFrame | None, *, out_dir: str | Path, thresholds:
     report = Report(out_dir=out, html=out / REPORT_HTML, diagnoses=None)
     captions = {}
     if frame is not None:
-        report.diagnoses = diagnose(frame, thresholds=thresholds)
+        report.diagnoses = diagnose(frame, thresholds=thresholds, errors=errors)
         report.diagnoses.to_csv(out / DIAGNOSES_CSV, index=False)
         chosen = curve_trials(report.diagnoses)
         figures = {"curves": plots.plot_curves(frame, chosen, diagnoses=report.diagnoses),
@@ -272,10 +281,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, *, source: Path, thresholds: DiagnosisThresholds) -> int:
     comparison = args.compare or (str(source) if source.is_dir() and is_comparison_folder(source) else None)
-    frame, parent_ref, sweep_name = None, None, None
+    frame, parent_ref, sweep_name, errors = None, None, None, {}
     if source.is_dir():
         if _has_trials(source) or comparison is None:
             frame = load_ray_results(source)  # raises with a hint when the folder holds no trials
+            errors = trial_errors(source)
             sweep_name = source.resolve().name
         else:  # a comparison folder: diagnose its sweeps' trials too, when their Ray results are there
             frame = load_comparison_trials(source, strategy_col=STRATEGY, seed_col=SEED)
@@ -285,15 +295,17 @@ def _run(args: argparse.Namespace, *, source: Path, thresholds: DiagnosisThresho
                       "diagnosis and no MLflow tags.")
         out = Path(args.out) if args.out else source / "report"
     elif args.tracking_uri:
+        from analysis import mlflow_io
         from analysis.mlflow_io import load_mlflow
 
         frame, parent_ref = load_mlflow(args.sweep, tracking_uri=args.tracking_uri), args.sweep
+        errors = mlflow_io.trial_errors(args.sweep, tracking_uri=args.tracking_uri)
         out = Path(args.out) if args.out else Path("reports") / args.sweep
     else:
         raise ValueError(f"{args.sweep!r} is not a folder. Pass a Ray experiment folder or a sweeps.compare "
                          "folder, or an MLflow experiment name / parent run id together with --tracking-uri.")
     report = build_report(frame, out_dir=out, thresholds=thresholds, comparison_dir=comparison,
-                          title=f"Sweep report: {source.name or args.sweep}")
+                          title=f"Sweep report: {source.name or args.sweep}", errors=errors)
     print(report.summary)
     print(f"Report: {report.html}")
     if args.tracking_uri and not args.no_mlflow and frame is not None:

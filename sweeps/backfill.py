@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
+from analysis.errors import ERROR_FILE, error_line
 from analysis.frames import recorded_end_states
 from sweeps.config import CONFIG_FILE, is_uri
 from sweeps.ray_state import ERROR, PAUSED, STATE_GLOB, TERMINATED, saved_trials
@@ -31,7 +32,7 @@ from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV
 from sweeps.tracking_config import TrackingConfig, TrackingError, add_tracking_args, tracking_from_args
 from sweeps.tracking_runs import (FINISHED, KILLED, RUNNING, TAG_SWEEP_FOLDER, RunStore, read_results, run_status,
                                   trial_max_epochs)
-from trainables.metrics import END_STATE_TAG, END_STATES, TRIAL_ID
+from trainables.metrics import END_STATE_TAG, END_STATES, ERRORED, TRIAL_ID
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
@@ -45,6 +46,7 @@ class RayTrial:
     results: list[dict[str, Any]]
     status: str  # Ray's: TERMINATED, ERROR, or PENDING/RUNNING/PAUSED for an interrupted sweep
     summary_state: str | None = None  # the end state summary.csv gives it, if any
+    error: str = ""  # why it failed, from Ray's error file (analysis.errors.error_line)
 
     @property
     def ended(self) -> bool:
@@ -94,10 +96,12 @@ def read_trials(folder: Path) -> list[RayTrial]:
         if not trial_id:
             continue  # neither the state file nor a result names it: nothing to attach it to
         if not status:  # no state file: judge by Ray's error file and the results
-            status = ERROR if (sub / "error.txt").exists() else TERMINATED if results else "PENDING"
+            status = ERROR if (sub / ERROR_FILE).exists() else TERMINATED if results else "PENDING"
         config = json.loads(params.read_text()) if params.is_file() else dict(results[-1].get("config", {}))
+        error_file = sub / ERROR_FILE
+        error = error_line(error_file.read_text(errors="replace")) if error_file.is_file() else ""
         trials.append(RayTrial(trial_id, config, [{k: v for k, v in r.items() if k != "config"} for r in results],
-                               status, summary.get(trial_id)))
+                               status, summary.get(trial_id), error))
     return trials
 
 
@@ -143,7 +147,7 @@ def sync_trial(store: RunStore, parent_id: str, trial: RayTrial, *, sweep_name: 
                  else str(trial.summary_state))
         done = existing is not None and existing.data.tags.get(END_STATE_TAG) == ended
         if not done or state.status != run_status(ended):
-            store.finish_child(state, state_name=ended)
+            store.finish_child(state, state_name=ended, error=trial.error if ended == ERRORED else None)
             report.runs_finished += 1
     elif state.status == RUNNING:
         store.set_status(state.run_id, KILLED)  # interrupted; a --resume reopens it

@@ -100,3 +100,18 @@ def trial_results(trial: Any) -> list[dict[str, Any]]:
             return parse_results(stream.read().decode())
     except OSError:
         return []
+
+
+def trial_error(trial: Any) -> str:
+    """The line saying why a Tune trial failed (``analysis.errors.error_line``), '' when it has none.
+    Ray writes the error file in the driver's copy of the trial folder before any callback hears
+    of the failure; a trial restored from remote storage has only the sweep's copy."""
+    from analysis.errors import error_line
+
+    path = getattr(trial, "error_file", None)
+    try:
+        text = Path(path).read_text(errors="replace") if path and Path(path).is_file() else trial.get_error()
+    except Exception:  # noqa: BLE001 - an unreadable error file must not fail the sweep's bookkeeping
+        return ""
+    return error_line(text or "")
+

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 import pyarrow.fs
 
+from analysis.errors import error_line
 from sweeps.space_convert import trial_dict
 from trainables import metrics
 
@@ -23,7 +24,8 @@ SUMMARY_CSV = "summary.csv"
 BEST_CONFIG_JSON = "best_config.json"
 TRIAL_SECONDS = "trial_seconds"
 EPOCHS_RUN = "epochs"
-ERROR = "error"
+ERROR = "error"  # the exception that ended an errored trial, one line (analysis.errors.error_line)
+MAX_ERROR_GROUPS = 5  # distinct errors the end-of-sweep text lists; summary.csv has every trial's
 _TIME_TOTAL = "time_total_s"  # Ray Tune's cumulative trial time, in every result
 
 
@@ -82,7 +84,7 @@ def trial_row(result: Any, *, max_epochs: int, keys: list[str], cut_off: frozens
         EPOCHS_RUN: int(last.get(metrics.TRAINING_ITERATION, 0) or 0),
         TRIAL_SECONDS: _finite(last.get(_TIME_TOTAL)) if last else 0.0,
         **{metrics.CONFIG_PREFIX + k: config.get(k) for k in keys},
-        ERROR: type(result.error).__name__ if result.error is not None else "",
+        ERROR: error_line(str(result.error)) or type(result.error).__name__ if result.error is not None else "",
     }
 
 
@@ -173,6 +175,25 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def error_lines(table: pd.DataFrame, *, limit: int = MAX_ERROR_GROUPS) -> list[str]:
+    """Why trials errored, one line per distinct error (most frequent first) with the trials it hit:
+    a sweep where one config crashed reads differently from one where every trial ran out of memory."""
+    if ERROR not in table or not len(table):
+        return []
+    errored = table[(table[metrics.END_STATE_TAG] == metrics.ERRORED) & (table[ERROR].astype(str) != "")]
+    if errored.empty:
+        return []
+    groups = errored.groupby(ERROR, sort=False)[metrics.TRIAL_ID].apply(list)
+    groups = groups.loc[groups.map(len).sort_values(ascending=False, kind="mergesort").index]
+    lines = [f"Errors ({len(errored)} trials; the tracebacks are in error.txt in each trial's folder):"]
+    for error, ids in groups.head(limit).items():
+        shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        lines.append(f"  {error}  [{shown}]")
+    if len(groups) > limit:
+        lines.append(f"  ... {len(groups) - limit} more distinct errors: see the {ERROR} column of {SUMMARY_CSV}.")
+    return lines
+
+
 def format_summary(summary: SweepSummary, *, top_k: int, storage_path: str, interrupted: bool = False,
                    cut_off: int = 0) -> str:
     """The end-of-sweep text; ``cut_off``: trials an interrupt cut short (--resume runs them on)."""
@@ -189,6 +210,7 @@ def format_summary(summary: SweepSummary, *, top_k: int, storage_path: str, inte
         top.columns = [c.removeprefix(metrics.CONFIG_PREFIX) for c in top.columns]
         lines.append(f"Top {len(top)} trials by {metrics.BEST_VAL_ACC}:")
         lines.append(top.to_string(index=False, formatters={c: _fmt for c in top.columns}))
+        lines += error_lines(summary.table)
     if summary.best_trial_id is not None:
         lines.append(f"Best trial {summary.best_trial_id}: {metrics.VAL_ACC}={summary.best_val_acc:.4f}"
                      + (f", {metrics.TEST_ACC}={summary.test[metrics.TEST_ACC]:.4f} "

@@ -275,7 +275,8 @@ class MlflowTrackingCallback(TrialEnds):
             return
         budget = trial_max_epochs(trial.config, sweep_max_epochs=self.max_epochs)
         state = end_state(trial.last_result, max_epochs=budget or 0, errored=errored)
-        self._writer.trial_ended(trial.trial_id, trial.config, state=state)
+        self._writer.trial_ended(trial.trial_id, trial.config, state=state,
+                                 error=storage.trial_error(trial) if errored else None)
 
     # --- end ------------------------------------------------------------------------------------------
     def on_experiment_end(self, trials: list, **info: Any) -> None:

@@ -16,12 +16,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag, ViewType
+from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mlflow.utils.validation import (MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH,
                                      MAX_TAG_VAL_LENGTH)
 
-from trainables.metrics import (END_STATE_TAG, EPOCH, ERRORED, ROLE_PARENT, ROLE_TRIAL, TAG_ROLE, TAG_SWEEP_NAME,
-                                TAG_TRIAL_ID, TRAINING_ITERATION, TRIAL_ID)
+from trainables.metrics import (END_STATE_TAG, EPOCH, ERRORED, ROLE_PARENT, ROLE_TRIAL, TAG_ERROR, TAG_ROLE,
+                                TAG_SWEEP_NAME, TAG_TRIAL_ID, TRAINING_ITERATION, TRIAL_ID)
 
 # Tags only the tracking code reads (the shared ones live in trainables.metrics).
 TAG_SWEEP_FOLDER = "sweep.folder"  # the Ray experiment folder: tells apart sweeps of the same name
@@ -242,8 +243,19 @@ class RunStore:
         else:
             self.client.set_terminated(run_id, status=status)
 
-    def finish_child(self, state: ChildState, *, state_name: str) -> None:
-        self.set_tags(state.run_id, {END_STATE_TAG: state_name})
+    def reopen_child(self, state: ChildState) -> None:
+        """RUNNING again (a resumed or retried trial); a run that had failed loses its old error."""
+        if state.status == FAILED:
+            try:
+                self.client.delete_tag(state.run_id, TAG_ERROR)
+            except MlflowException:  # a run logged before the sweep wrote errors has none
+                pass
+        self.set_status(state.run_id, RUNNING)
+        state.status = RUNNING
+
+    def finish_child(self, state: ChildState, *, state_name: str, error: str | None = None) -> None:
+        """End state tag (and, for an errored trial, its error line), then the run's status."""
+        self.set_tags(state.run_id, {END_STATE_TAG: state_name, **({TAG_ERROR: error} if error else {})})
         status = run_status(state_name)
         if state.status != status:
             self.set_status(state.run_id, status)

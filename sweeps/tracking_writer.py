@@ -33,6 +33,7 @@ class _TrialBuffer:
     results: list[dict[str, Any]] = field(default_factory=list)  # epochs not yet confirmed logged
     reopen: bool = False  # the run must be RUNNING again (a resumed or retried trial)
     end_state: str | None = None  # END_STATE_TAG to write, once
+    error: str | None = None  # TAG_ERROR to write with an errored end state
     kill: bool = False  # interrupted: mark the run KILLED (no end state; a resume continues it)
     open: bool = True  # started and not yet ended in this driver
     dirty: bool = True  # has work the writer thread has not picked up yet
@@ -99,12 +100,14 @@ class TrackingWriter:
             self._buffer(trial_id, config).results.extend(results)
             self._cond.notify()
 
-    def trial_ended(self, trial_id: str, config: Mapping[str, Any], *, state: str | None) -> None:
-        """``state`` None: interrupted (KILLED, to be continued by a resume)."""
+    def trial_ended(self, trial_id: str, config: Mapping[str, Any], *, state: str | None,
+                    error: str | None = None) -> None:
+        """``state`` None: interrupted (KILLED, to be continued by a resume). ``error``: why an
+        errored trial failed, one line."""
         with self._cond:
             buf = self._buffer(trial_id, config)
             buf.reopen, buf.open = False, False
-            buf.end_state, buf.kill = state, state is None
+            buf.end_state, buf.kill, buf.error = state, state is None, error
             self._cond.notify()
 
     def call(self, what: str, fn: Callable[[RunStore], None]) -> None:
@@ -210,18 +213,17 @@ class TrackingWriter:
         with self._cond:
             buf.dirty = False
             results = list(buf.results)
-            reopen, end, kill = buf.reopen, buf.end_state, buf.kill
+            reopen, end, kill, error = buf.reopen, buf.end_state, buf.kill, buf.error
         try:
             state = self._child(trial_id, buf.config)
             if reopen and state.status != RUNNING:
-                self._store.set_status(state.run_id, RUNNING)
-                state.status = RUNNING
+                self._store.reopen_child(state)
             self._store.log_epochs(state, results)
             with self._cond:
                 del buf.results[:len(results)]
                 buf.reopen = buf.reopen and not reopen
             if end is not None:
-                self._store.finish_child(state, state_name=end)
+                self._store.finish_child(state, state_name=end, error=error)
             elif kill and state.status == RUNNING:
                 self._store.set_status(state.run_id, KILLED)
                 state.status = KILLED

@@ -260,3 +260,26 @@ def test_one_noisy_last_epoch_or_a_constant_gap_is_no_overfitting():
     const_ta[0] = 0.3
     gap_got, gap_table = verdicts(records("gap", tl, const_ta, 2.2 - 0.1 * e, np.full_like(e, 0.43)))
     assert "gap" not in gap_table.loc["gap", "signals"].split(), gap_table.loc["gap", "evidence"]
+
+
+def test_errored_trials_say_why_and_one_without_epochs_still_gets_a_row():
+    frame = tidy(overfit() + records("short", [2.3, 2.2], [0.1, 0.12], [2.3, 2.25], [0.1, 0.11]) + good(),
+                 end_states={"over": m.ERRORED, "short": m.ERRORED, "good": m.COMPLETED})
+    errors = {"over": "ValueError: late", "short": "RuntimeError: CUDA out of memory",
+              "good": "ValueError: an error a retry got past", "none": "torch.OutOfMemoryError: CUDA out of memory"}
+    table = diagnose(frame, errors=errors).set_index(m.TRIAL_ID)
+    # An errored trial with curves keeps its verdict and curve advice, then the error and what to do about it.
+    assert table.loc["over", "diagnosis"] == m.OVERFITTING and table.loc["over", "evidence"].endswith(
+        "; errored: ValueError: late")
+    assert "--resume" in table.loc["over", "advice"] and "min val_loss" in table.loc["over", "advice"]
+    # Too few epochs because it errored: the advice is about the error, not "more epochs".
+    assert table.loc["short", "advice"].startswith("It ended with an error") and "more epochs" not in table.loc[
+        "short", "advice"]
+    # A trial a retry brought to the end keeps the error file but not the blame.
+    assert "errored" not in table.loc["good", "evidence"]
+    # No epoch at all: a row of its own, inconclusive, with the error as its evidence.
+    none = table.loc["none"]
+    assert (none["diagnosis"], none["diagnosis_epoch"], none[m.END_STATE_TAG], none["n_epochs"]) == (
+        m.INCONCLUSIVE, 0, m.ERRORED, 0)
+    assert none["evidence"] == "errored before its first epoch: torch.OutOfMemoryError: CUDA out of memory"
+    assert list(table.index) == ["good", "over", "short", "none"]

@@ -298,3 +298,16 @@ def test_a_diverged_trial_does_not_flatten_the_loss_gap_plot():
     low, high = loss_ax.get_ylim()
     assert high - low < 10 and loss_ax.get_title() == "diverged trials left out"
     assert len(acc_ax.lines) == 3  # both trials' accuracy gaps and the zero line
+
+
+def test_a_sweep_whose_trials_all_errored_before_an_epoch_says_why(tmp_path, capsys):
+    for i in range(2):
+        folder = tmp_path / "s" / f"train_cifar_ab12c_0000{i}"
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text("")  # what Ray leaves when a trial fails before its first report
+        (folder / "error.txt").write_text("Failure # 1 (occurred at x)\n  File ...\nRuntimeError: no CUDA GPUs\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "s"), "--no-mlflow"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "2 of the 2 trials errored before their first" in err and "'RuntimeError: no CUDA GPUs'" in err

@@ -87,6 +87,8 @@ def test_backfill_matches_ray_and_twice_changes_nothing(experiment: Path, tmp_pa
     by_lr = {params["lr"]: (status, state, history) for status, state, params, history in runs.values()}
     assert by_lr["0.1"] == ("FINISHED", metrics.COMPLETED, [(1, 0.1), (2, 0.2), (3, pytest.approx(0.3))])
     assert by_lr["0.3"][:2] == ("FAILED", metrics.ERRORED) and by_lr["0.3"][2] == [(1, 0.3)]
+    errored = next(r for r in _children(client) if r.data.params["lr"] == "0.3")
+    assert errored.data.tags[metrics.TAG_ERROR] == "RuntimeError: this trial errors on purpose"  # from error.txt
     parent_id = {r.data.tags["mlflow.parentRunId"] for r in _children(client)}
     assert len(parent_id) == 1
     assert client.get_run(parent_id.pop()).info.status == "FINISHED"

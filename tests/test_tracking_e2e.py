@@ -28,7 +28,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
 from sweeps.backfill import backfill
 from sweeps.config import SweepConfig
-from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV
+from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV, format_summary, summarize
 from sweeps.tracking import MlflowTrackingCallback, check_tracking, for_sweep
 from sweeps.tracking_config import DEFAULT_EXPERIMENT, TrackingConfig
 from sweeps.tracking_runs import TAG_BEST_CHECKPOINT, TAG_SWEEP_FOLDER
@@ -427,3 +427,88 @@ def test_ctrl_c_marks_the_runs_killed(ray_session, tmp_path):
     # The parent and the trials that started (a trial still pending when Ctrl+C came has no run yet).
     assert len(runs) in (2, 3) and {r.info.status for r in runs} == {"KILLED"}
     assert not any(metrics.END_STATE_TAG in r.data.tags for r in runs)
+
+
+OOM = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+
+
+def flaky_trainable(config: dict) -> None:
+    """``before``: fails before its first epoch until the marker file exists; ``after``: fails after
+    its first epoch; ``none``: two clean epochs. The real trainable has no switch to fail on."""
+    if config["fail"] == "before" and not Path(config["marker"]).exists():
+        raise RuntimeError(OOM.split(": ", 1)[1])
+    for epoch in (1, 2):
+        tune.report({metrics.EPOCH: epoch, metrics.TRAIN_LOSS: 2.0 / epoch, metrics.TRAIN_ACC: 0.2 * epoch,
+                     metrics.VAL_LOSS: 2.1 / epoch, metrics.VAL_ACC: 0.2 * epoch, metrics.LR: 0.1,
+                     metrics.DIVERGED: 0})
+        if config["fail"] == "after":
+            raise ValueError("shapes (128, 10) and (64, 10) differ")
+
+
+def test_why_a_trial_errored_reaches_mlflow_and_the_report_and_a_retry_clears_it(ray_session, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """A reviewer filtering MLflow or reading the report learns why each failed trial failed,
+    including one that failed before any epoch (it used to have no diagnosis at all); a resume
+    that retries it to success leaves no stale error behind."""
+    from analysis.report import main as report
+
+    monkeypatch.chdir(tmp_path)  # the sqlite store's ./mlruns
+    tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    check_tracking(tracking)
+    marker = tmp_path / "fixed"
+    callback = MlflowTrackingCallback(tracking, sweep_name="errs", folder=str(tmp_path / "errs"), settings={},
+                                      search="grid", scheduler="fifo", max_epochs=2)
+    grid = tune.Tuner(flaky_trainable, param_space={"fail": tune.grid_search(["before", "after", "none"]),
+                                                    "marker": str(marker)},
+                      run_config=tune.RunConfig(name="errs", storage_path=str(tmp_path), callbacks=[callback],
+                                                verbose=0, failure_config=tune.FailureConfig(max_failures=0))).fit()
+    # The sweep's own end-of-run text says why, too.
+    text = format_summary(summarize(grid, max_epochs=2, keys=["fail"], experiment_path=str(tmp_path / "errs")),
+                          top_k=3, storage_path=str(tmp_path))
+    assert "Errors (2 trials" in text and "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB  [" in text
+    client = MlflowClient(tracking.tracking_uri)
+    experiment_id = client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id
+
+    def children() -> dict[str, object]:
+        runs = client.search_runs([experiment_id], f"tags.`{metrics.TAG_ROLE}` = '{metrics.ROLE_TRIAL}'")
+        return {r.data.params["fail"]: r for r in runs}
+
+    runs = children()
+    assert runs["before"].info.status == "FAILED" and runs["before"].data.tags[metrics.END_STATE_TAG] == metrics.ERRORED
+    assert runs["before"].data.tags[metrics.TAG_ERROR] == "RuntimeError: " + OOM.split(": ", 1)[1]
+    assert runs["after"].data.tags[metrics.TAG_ERROR] == "ValueError: shapes (128, 10) and (64, 10) differ"
+    assert metrics.TAG_ERROR not in runs["none"].data.tags
+
+    # The report on the Ray folder: every trial diagnosed, the errors in the evidence, tags written.
+    assert report([str(tmp_path / "errs"), "--tracking-uri", tracking.tracking_uri, "--out", "r1"]) == 0
+    assert "2 trials errored (1 before their first epoch)" in capsys.readouterr().out
+    rows = pd.read_csv(tmp_path / "r1" / "diagnoses.csv")
+    ids = {runs[k].data.tags[metrics.TAG_TRIAL_ID]: k for k in runs}
+    by_fail = {ids[t]: row for t, row in zip(rows[metrics.TRIAL_ID], rows.to_dict("records"))}
+    assert set(by_fail) == {"before", "after", "none"}
+    before = by_fail["before"]
+    assert (before["n_epochs"], before[metrics.END_STATE_TAG], before["diagnosis"]) == (0, metrics.ERRORED,
+                                                                                        metrics.INCONCLUSIVE)
+    assert "errored before its first epoch: RuntimeError: CUDA out of memory" in before["evidence"]
+    assert "--resume" in before["advice"] and "more epochs" not in before["advice"]
+    assert by_fail["after"]["evidence"].endswith("errored: ValueError: shapes (128, 10) and (64, 10) differ")
+    assert "errored" not in by_fail["none"]["evidence"]
+    tagged = children()["before"].data.tags
+    assert tagged[metrics.TAG_DIAGNOSIS] == metrics.INCONCLUSIVE and "CUDA out of memory" in tagged[
+        metrics.TAG_DIAGNOSIS_EVIDENCE]
+    # Read from MLflow instead, the same trial is there with the same error.
+    assert report([DEFAULT_EXPERIMENT, "--tracking-uri", tracking.tracking_uri, "--out", "r2", "--no-mlflow"]) == 0
+    from_mlflow = pd.read_csv(tmp_path / "r2" / "diagnoses.csv").set_index(metrics.TRIAL_ID)
+    assert from_mlflow.loc[runs["before"].data.tags[metrics.TAG_TRIAL_ID], "evidence"] == before["evidence"]
+
+    # The cause fixed, a resume retries the errored trials: the OOM one completes and loses its error.
+    marker.touch()
+    tuner = tune.Tuner.restore(str(tmp_path / "errs"), trainable=flaky_trainable, resume_errored=True)
+    tuner._local_tuner.get_run_config().callbacks = [MlflowTrackingCallback(
+        tracking, sweep_name="errs", folder=str(tmp_path / "errs"), settings={}, search="grid", scheduler="fifo",
+        max_epochs=2)]  # as sweeps.tuner.build_tuner does on --resume
+    tuner.fit()
+    runs = children()
+    assert runs["before"].info.status == "FINISHED" and runs["before"].data.tags[metrics.END_STATE_TAG] == metrics.COMPLETED
+    assert metrics.TAG_ERROR not in runs["before"].data.tags
+    assert runs["after"].data.tags[metrics.TAG_ERROR].startswith("ValueError")  # failed again, same error

@@ -67,6 +67,7 @@ ROLE_PARENT = "parent"
 ROLE_TRIAL = "trial"
 TAG_TRIAL_ID = "ray.trial_id"  # Ray Tune's trial id, on each child run
 TAG_SWEEP_NAME = "sweep.name"  # the Ray experiment name, on parent and children
+TAG_ERROR = "error"  # on an errored trial's child run: the exception that ended it, one line
 TAG_SEARCH = "sweep.search"
 TAG_SCHEDULER = "sweep.scheduler"
 TAG_DIAGNOSIS = "diagnosis"  # written back by analysis: overfitting, underfitting, ...
