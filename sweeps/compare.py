@@ -30,7 +30,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 import ray
@@ -41,7 +41,8 @@ from analysis.frames import COMPARE_CONFIG_FILE
 from analysis.plots import plot_anytime
 from analysis.strategies import ANYTIME_FILE, SUMMARY_FILE, format_strategy_table, strategy_table
 from sweeps import anytime as at
-from sweeps.config import SMOKE_GRACE_PERIOD, SMOKE_MAX_EPOCHS, SMOKE_SUBSET, SweepConfig, SweepInputError
+from sweeps.config import (SMOKE_GRACE_PERIOD, SMOKE_MAX_EPOCHS, SMOKE_SUBSET, SweepConfig, SweepInputError,
+                           folder_problem)
 from sweeps.space import grid_size
 from sweeps.space_builtin import resolve_space
 from sweeps.strategies import hyperopt_startup_trials
@@ -70,6 +71,9 @@ PLOT_FILE = "anytime.png"
 CONFIG_FILE = COMPARE_CONFIG_FILE  # the analysis reads it back to find the sweeps' Ray results
 TRIALS = "trials"  # extra summary.csv column: trials that reported within the budget
 BUDGET = "budget"  # extra summary.csv column: the enforced budget B, trial-epochs
+# What a comparison writes into its folder. A second run into the same folder would overwrite them
+# all, and the budget-cut anytime curves are recorded nowhere else (not in Ray's results, not in MLflow).
+RESULT_FILES = (CONFIG_FILE, ANYTIME_FILE, SUMMARY_FILE, PLOT_FILE)
 
 
 def _fail(name: str, value: Any, rule: str, fix: str) -> None:
@@ -228,6 +232,32 @@ def check_inputs(cfg: CompareConfig) -> None:
                       f"budget reaches. Pass --budget {whole} to compare on the whole grid.", file=sys.stderr)
 
 
+def earlier_results(names: Iterable[str]) -> list[str]:
+    """The comparison result files among a folder's entries, in RESULT_FILES order."""
+    present = set(names)
+    return [name for name in RESULT_FILES if name in present]
+
+
+def check_output_dir(output_dir: str) -> None:
+    """Refuse an output folder that holds an earlier comparison's results or cannot be a folder.
+
+    Checked without creating anything, before the data loads and Ray starts: otherwise the earlier
+    results are overwritten, or mkdir fails once the compute has begun. An empty folder, or one
+    holding only other files, is fine: nothing in it would be lost. sweeps.compare has no resume.
+    """
+    out = Path(output_dir)
+    if out.is_dir():
+        found = earlier_results(entry.name for entry in out.iterdir())
+        if found:
+            _fail("output_dir", output_dir, f"must not hold an earlier comparison's results (found {', '.join(found)}): "
+                  "this run would overwrite them, and their anytime curves are kept nowhere else",
+                  "Pass another --output-dir, or move or delete the old folder first.")
+    problem = folder_problem(out)
+    if problem:
+        _fail("output_dir", output_dir, problem, "Pass another --output-dir, or move that file away or fix the "
+              "folder's permissions.")
+
+
 def _run_one(cfg: CompareConfig, strategy: str, *, seed: int, data: Any, tracking: TrackingConfig,
              stamp: str) -> tuple[pd.DataFrame, dict[str, Any]] | None:
     """One strategy and seed on the budget; None when a Ctrl-C cut it short (its numbers would
@@ -288,8 +318,9 @@ def format_table(summary: pd.DataFrame) -> str:
 
 
 def validate(cfg: CompareConfig, *, tracking: TrackingConfig, data: Any = None) -> Any:
-    """Every check that can fail on bad input (MLflow, spaces, data), before any sweep starts.
-    Returns the dataset: one for every strategy and seed, so differences come from the search."""
+    """Every check that can fail on bad input (output folder, MLflow, spaces, data), before any sweep
+    starts. Returns the dataset: one for every strategy and seed, so differences come from the search."""
+    check_output_dir(cfg.output_dir)
     if tracking.enabled:
         check_tracking(tracking)
     check_inputs(cfg)
@@ -392,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[CompareConfig, TrackingConfig]:
     ns = build_parser().parse_args(argv)
+    check_output_dir(ns.output_dir)  # first: the sweeps' default storage path lies inside it
     smoke = ns.smoke
     max_epochs = ns.max_epochs if ns.max_epochs is not None else SMOKE_MAX_EPOCHS if smoke else SweepConfig().max_epochs
     sweep = SweepConfig(

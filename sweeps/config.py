@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +44,17 @@ def _fail(name: str, value: Any, rule: str, fix: str) -> None:
     raise ValueError(f"The value of `{name}` is {value!r}, but {rule}. {fix}")
 
 
-def _check_int(name: str, value: Any, *, low: int) -> None:
+# Hyperopt seeds numpy's RandomState, which takes seeds below 2**32 (the trainable's rule too).
+MAX_SEED = 2**32 - 1
+
+
+def _check_int(name: str, value: Any, *, low: int, high: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"The value of `{name}` is {value!r} ({type(value).__name__}), but must be an int.")
     if value < low:
         _fail(name, value, f"must be `{name} >= {low}`", f"Pass {name.replace('_', '-')} >= {low}.")
+    if high is not None and value > high:
+        _fail(name, value, f"must be `{name} <= {high}`", f"Pass --{name.replace('_', '-')} <= {high}.")
 
 
 def _check_number(name: str, value: Any, *, low: float, low_open: bool = False) -> None:
@@ -61,6 +68,37 @@ def _check_number(name: str, value: Any, *, low: float, low_open: bool = False) 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         _fail(name, value, f"must be one of {', '.join(choices)}", f"Pass --{name} with one of those.")
+
+
+_ONE_SLASH_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)")  # s3:/bucket: a URI missing a slash
+
+
+def _check_storage_path(path: str) -> None:
+    """A URI as Ray will read it, or a local folder this process can create or write to. Ray finds
+    out only when the sweep first writes, after the data is loaded and Ray has started."""
+    typo = _ONE_SLASH_URI.match(path)
+    if typo and typo.group(1) != "file":
+        _fail("storage_path", path, "looks like a URI with one slash after the scheme, which would be read as a "
+              "local folder", f"Write {typo.group(1)}://{path[typo.end():]}.")
+    if is_uri(path):
+        return
+    problem = folder_problem(Path(os.path.expanduser(path.removeprefix("file://"))))
+    if problem:
+        _fail("storage_path", path, problem, "Pass a folder you can write to (made if missing).")
+
+
+def folder_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a folder this process writes in (None when it can), judged without
+    creating anything: the nearest existing path must be a writable folder. A dangling link counts
+    as existing: mkdir cannot replace it either."""
+    path = path.absolute()
+    nearest = next(p for p in (path, *path.parents) if p.exists() or p.is_symlink())
+    if not nearest.is_dir():
+        return "must be a folder, but it is a file" if nearest == path else \
+            f"must be a folder, but it is under {str(nearest)!r}, which is a file"
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        return f"must be writable, but {str(nearest)!r} is not writable by this user"
+    return None
 
 
 def is_uri(path: str) -> bool:
@@ -113,8 +151,16 @@ class SweepConfig:
         _check_choice("scheduler", self.scheduler, SCHEDULERS)
         for name in ("num_samples", "max_epochs", "grace_period", "keep_checkpoints", "top_k"):
             _check_int(name, getattr(self, name), low=1)
-        for name in ("max_concurrent", "seed", "subset", "max_failures", "verbose", "startup_trials"):
+        for name in ("max_concurrent", "subset", "max_failures", "verbose", "startup_trials"):
             _check_int(name, getattr(self, name), low=0)
+        _check_int("seed", self.seed, low=0, high=MAX_SEED)
+        if self.startup_trials and self.search != "hyperopt":
+            _fail("startup_trials", self.startup_trials, f"applies to --search hyperopt only (TPE's random start-up), "
+                  f"and the search is {self.search}", "Drop --startup-trials, or pass --search hyperopt.")
+        if self.startup_trials and self.search == "hyperopt" and self.startup_trials >= self.num_samples:
+            _fail("startup_trials", self.startup_trials, f"must be below --num-samples ({self.num_samples}), or TPE "
+                  "never models a result and the sweep is a random search", "Lower --startup-trials (0 sizes it "
+                  "automatically), or pass --search random for a random search.")
         _check_int("reduction_factor", self.reduction_factor, low=2)
         if self.scheduler == "hyperband" and self.max_concurrent:
             _fail("max_concurrent", self.max_concurrent,
@@ -142,6 +188,7 @@ class SweepConfig:
         if self.resume and self.name is None:
             _fail("name", None, "is required with --resume (the experiment to continue)",
                   "Pass --name of the interrupted sweep, as printed when it started.")
+        _check_storage_path(self.storage_path)
         if self.address is not None and not self.address.strip():
             _fail("address", self.address, "must not be empty", "Pass host:port, ray://host:port or auto.")
 

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from trainables.config import CONFIG_KEYS, TrialConfig, yaml11_numbers
+from trainables.config import CONFIG_KEYS, TrialConfig
+from trainables.config_file import parse_file
 from trainables.model import plan_layers
 
 RANGE_KINDS = ("uniform", "loguniform", "quniform", "qloguniform", "randint")
@@ -162,9 +163,27 @@ def _check_range(dim: Dim) -> None:
     if is_int_key(key) and kind in ("uniform", "loguniform"):
         raise _bad(key, {kind: list(args)}, f"`{key}` is an integer hyperparameter and `{kind}` samples floats",
                    "Use randint, quniform/qloguniform with an integer q, or choice.")
+    if need == 3 and not is_int_key(key) and not all(_multiple(a, args[2]) for a in (low, high)):
+        # Ray's quniform/qloguniform (random and grid search) refuse such bounds when the sweep
+        # starts, and hyperopt's do not; refused for every search, since sweeps.compare runs one
+        # space under both.
+        q = args[2]
+        fixed = [_round_to(math.ceil(low / q - 1e-9) * q, q), _round_to(math.floor(high / q + 1e-9) * q, q), q]
+        raise _bad(key, {kind: list(args)}, f"its bounds must be multiples of q ({q})",
+                   f"Write e.g. `{key}: {{{kind}: {fixed}}}`.")
     if is_int_key(key) and need == 3 and not float(args[2]).is_integer():
         raise _bad(key, {kind: list(args)}, f"`{key}` is an integer, so q must be a whole number",
                    "Use an integer q such as 1, 8 or 16.")
+
+
+def _multiple(value: float, q: float) -> bool:
+    return math.isclose(value / q, round(value / q))  # Ray's own test (ray.tune.search.sample.Float.quantized)
+
+
+def _round_to(value: float, q: float) -> float:
+    """``value`` without the float noise of k * q (0.30000000000000004 -> 0.3)."""
+    digits = max(0, -math.floor(math.log10(q))) + 6
+    return round(value, digits)
 
 
 def representative_values(dim: Dim) -> list[Any]:
@@ -254,7 +273,10 @@ def _base_config(space: Space) -> dict[str, Any]:
 def _check_values(space: Space) -> None:
     """Each value a dim can produce must pass TrialConfig's own rules (others at their base values)."""
     base = _base_config(space)
+    combined = {k for group in _interacting_groups(space) for k in group}
     for dim in space.dims:
+        if dim.key in combined:
+            continue  # tried with the entries it interacts with, below, not with their defaults
         extra = {dim.when[0]: dim.when[1][0]} if dim.when else {}
         for value in representative_values(dim):
             try:
@@ -264,25 +286,79 @@ def _check_values(space: Space) -> None:
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"Search space entry `{dim.key}` ({dim.describe()}) can produce {value!r}, "
                                  f"which the trainable rejects: {exc}") from exc
-    _check_pooling(space, base)
+    _check_combinations(space, base)
 
 
-def _check_pooling(space: Space, base: Mapping[str, Any]) -> None:
-    """``pool_every <= num_blocks`` (with pooling on) is a rule on two keys, which the one-key-at-a-
-    time check above cannot see: try its worst pair, the most blocks between pools in the shallowest net."""
-    def values(key: str) -> list[Any]:
-        return representative_values(space[key]) if key in space.keys() else [base[key]]
+# Keys that TrialConfig's rules or the model's layer plan read together; a rule never spans two of
+# these groups, so each group's combinations are tried on their own (the rest at base values).
+_INTERACTING = (
+    ("num_blocks", "convs_per_block", "kernel_size", "stride", "padding", "pool", "pool_every", "pool_size",
+     "head_pooling", "image_size"),  # feature-map sizes, padding < kernel_size, pool_every <= num_blocks
+    ("optimizer", "momentum", "nesterov"),  # nesterov needs momentum > 0 with sgd
+    ("warmup_epochs", "epochs"),  # warmup_epochs < epochs
+    ("batch_norm", "batch_size"),  # BatchNorm needs two images per step
+)
 
-    pools = [p for p in values("pool") if p != "none"]
-    if not pools or not ({"num_blocks", "pool_every"} & set(space.keys())):
-        return
-    worst = {"pool": pools[0], "num_blocks": min(values("num_blocks")), "pool_every": max(values("pool_every"))}
-    try:
-        TrialConfig.from_dict({**base, **worst})
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"Search space entries `num_blocks` and `pool_every` can combine into {worst}, which the "
-                         f"trainable rejects: {exc} Keep the largest pool_every at most the smallest num_blocks, "
-                         "or drop pooling from the space.") from exc
+
+def _extremes(dim: Dim) -> list[Any]:
+    """The values of ``dim`` a combination check must try. Every rule on a group is monotone in each
+    numeric key (a map shrinks with more blocks, a larger kernel or stride, less padding), so a
+    numeric entry's smallest and largest values stand for all of it; other values are all tried."""
+    values = representative_values(dim)
+    numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return sorted({min(numeric), max(numeric)}) if numeric and len(numeric) == len(values) else values
+
+
+def _interacting_groups(space: Space) -> list[list[str]]:
+    """Per group of ``_INTERACTING``, its sampled keys (and the parents they are conditional on),
+    where there are two or more: those are checked together."""
+    sampled = {d.key: d for d in space.dims if d.sampled}
+    groups = []
+    for group in _INTERACTING:
+        keys = [k for k in group if k in sampled]
+        keys += [sampled[k].when[0] for k in keys if sampled[k].when and sampled[k].when[0] not in keys]
+        if len(keys) >= 2:
+            groups.append(list(dict.fromkeys(keys)))
+    return groups
+
+
+def _check_combinations(space: Space, base: Mapping[str, Any]) -> None:
+    """Rules on two or more keys, which the one-key-at-a-time check above cannot see: each group of
+    interacting sampled keys is tried at every combination of their extremes. A conditional entry
+    takes its values only where its parent's value turns it on."""
+    sampled = {d.key: d for d in space.dims if d.sampled}
+    for keys in _interacting_groups(space):
+        for combo in itertools.product(*(_extremes(sampled[k]) for k in keys)):
+            values = dict(zip(keys, combo))
+            for key in keys:
+                when = sampled[key].when
+                if when is not None and values[when[0]] not in when[1]:
+                    values[key] = base[key]  # off in this combination: the trial gets the default
+            try:
+                plan_layers(TrialConfig.from_dict({**base, **values}).model)
+            except (ValueError, TypeError) as exc:
+                named = {k: v for k, v in values.items() if v != base[k]} or values
+                entries = " and ".join(f"`{k}`" for k in named)
+                raise ValueError(f"Search space entries {entries} can combine into {named}, which the trainable "
+                                 f"rejects: {exc} Narrow one of these entries so that every combination of their "
+                                 "smallest and largest values is valid.") from exc
+
+
+# ModelConfig keys that describe the data rather than a choice: a trial whose value differs from
+# the data's fails in its first step (trainables.cifar.check_fits_data), and Tune retries it.
+DATA_SHAPE_KEYS = ("in_channels", "image_size", "num_classes")
+
+
+def check_fits_data(space: Space, *, channels: int, image_size: int, num_classes: int) -> None:
+    """Every value the space gives a data-shape key must be the data's own; checked once the data is loaded."""
+    actual = {"in_channels": channels, "image_size": image_size, "num_classes": num_classes}
+    for key in DATA_SHAPE_KEYS:
+        if key in space.keys():
+            wrong = [v for v in representative_values(space[key]) if v != actual[key]]
+            if wrong:
+                raise _bad(key, space[key].describe(), f"it can give {wrong[0]!r} and the data has {actual[key]} "
+                           f"({channels}×{image_size}×{image_size} images, {num_classes} classes): it describes the "
+                           "data, it is not a hyperparameter", f"Drop `{key}` from the space (it then matches the data).")
 
 
 def _in_dim(dim: Dim, value: Any) -> bool:
@@ -321,16 +397,10 @@ def check_point(space: Space, point: Mapping[str, Any]) -> None:
 def load_space(path: str | Path) -> Space:
     """Read a YAML or JSON space file (schema in this module's docstring)."""
     path = Path(path)
-    text = path.read_text()
     try:
-        if path.suffix.lower() == ".json":
-            raw = json.loads(text)
-        else:
-            import yaml  # only needed for YAML spaces
-
-            raw = yaml11_numbers(yaml.safe_load(text))
-    except Exception as exc:  # json.JSONDecodeError is a ValueError, yaml.YAMLError is not
-        raise ValueError(f"Search space file {path} could not be parsed: {exc}. Fix its syntax.") from exc
+        raw = parse_file(path)
+    except ValueError as exc:
+        raise ValueError(f"Search space file {exc}") from exc
     if not isinstance(raw, Mapping) or not raw:
         raise ValueError(f"Search space file {path} must hold a non-empty mapping of key -> entry, "
                          f"got {type(raw).__name__}. See `python -m sweeps.cifar --help`.")

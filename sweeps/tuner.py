@@ -18,7 +18,7 @@ from ray import tune
 from sweeps.capacity import Autoscaling, fitting_types, read_autoscaling, scaled_slots, trials_per_node, unknown_types
 from sweeps.config import CONFIG_FILE, SweepConfig, SweepInputError, check_address, is_uri
 from sweeps.ray_state import resume_progress, saved_trials
-from sweeps.space import Space, grid_size, sampled_keys
+from sweeps.space import Space, check_fits_data, grid_size, sampled_keys
 from sweeps.space_builtin import resolve_space
 from sweeps.space_convert import to_ray_param_space
 from sweeps.strategies import make_scheduler, make_search, startup_trials
@@ -274,6 +274,9 @@ def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None,
             progress = ""
         check_address(cfg.address)
         data = data if data is not None else load_data(cfg)
+        if space is not None:
+            check_fits_data(space, channels=data.train_images.shape[1], image_size=data.train_images.shape[2],
+                            num_classes=data.num_classes)
         owns_ray = connect(cfg)
     except SweepInputError:
         raise

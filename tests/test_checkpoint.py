@@ -42,6 +42,17 @@ def test_missing_checkpoint_names_the_path_and_fix(tmp_path) -> None:
         read_checkpoint(tmp_path)
 
 
+@pytest.mark.parametrize("damage", ["garbage", "no config"])
+def test_a_damaged_checkpoint_is_a_clear_error_not_a_traceback(tmp_path, damage: str) -> None:
+    write_checkpoint(tmp_path, {"epoch": 1}, config=TrialConfig().to_dict())
+    if damage == "garbage":
+        (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a torch file")
+    else:
+        torch.save({"epoch": 1}, tmp_path / CHECKPOINT_FILE)
+    with pytest.raises(ValueError, match=r"checkpoint\.pt cannot be read .*damaged.*start a fresh run"):
+        read_checkpoint(tmp_path)
+
+
 def test_resume_with_a_different_config_names_the_key() -> None:
     saved = TrialConfig().to_dict()
     check_same_config(saved, dict(saved), where="x")

@@ -99,6 +99,7 @@ def _error(argv: list[str], capsys) -> str:
     (["--set", "optimizer=lion"], "must be one of sgd, adam, adamw, rmsprop"),
     (["--set", "num_blocks=7", "--set", "pool_every=1"], "block 6 pool"),
     (["--epochs", "0"], "The value of `epochs` is 0"),
+    (["--set", "seed=99999999999999999999999"], "`seed` is 99999999999999999999999, but must be `seed` in [0, 4294967295]"),
     (["--config", "no/such/file.yaml"], "no such file exists"),
     (["--resume"], "does not exist. Drop --resume"),
     (["--device", "tpu"], "invalid choice: 'tpu'"),
@@ -108,6 +109,19 @@ def test_bad_input_exits_2_naming_value_rule_and_fix(argv: list[str], message: s
     err = _error([*argv, "--output", str(tmp_path / "run")], capsys)
     assert message in err
     assert not (tmp_path / "run").exists()  # nothing written: rejected before compute
+
+
+@pytest.mark.parametrize("text, message", [
+    ("lr: 1.0e-3\nepochs: 2\nlr: 0.5\n", "the key `lr` appears twice in one mapping (lines 1 and 3)"),
+    ("lr: 0.5\ntrain: {lr: 0.01}\n", "sets `lr` twice (under the top level and under `train:`)"),
+    ("model: {lr: 0.01}\n", "puts `lr` under `model:`, but it is a train key"),
+])
+def test_a_config_file_that_says_one_thing_twice_or_in_the_wrong_place_exits_2(text: str, message: str,
+                                                                              tmp_path: Path, capsys) -> None:
+    # Both parsers keep the later value silently: the run would train with a value the user overrode by mistake.
+    (tmp_path / "c.yaml").write_text(text)
+    assert message in _error(["--config", str(tmp_path / "c.yaml"), "--output", str(tmp_path / "run")], capsys)
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_output_that_is_a_file_exits_2(tmp_path: Path, capsys) -> None:
@@ -182,6 +196,17 @@ def test_resume_repairs_a_metrics_file_cut_between_checkpoint_and_row(cifar_dir:
     assert "it now does" in capsys.readouterr().out
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert _epochs(out / "metrics.jsonl") == [1, 2, 3] and lines[1] == rows[1]  # restored from the checkpoint
+
+
+def test_resume_from_a_damaged_checkpoint_exits_2(tmp_path: Path, capsys) -> None:
+    from trainables.checkpoint import write_checkpoint
+    from trainables.config import TrialConfig
+
+    out = tmp_path / "run"
+    write_checkpoint(out / "checkpoint", {"epoch": 1}, config=TrialConfig().to_dict())
+    (out / "checkpoint" / "checkpoint.pt").write_bytes(b"garbage")
+    (out / "metrics.jsonl").write_text("")
+    assert "cannot be read" in _error(["--output", str(out), "--resume"], capsys)
 
 
 def test_resume_recovers_the_checkpoint_moved_aside_mid_swap(tmp_path: Path) -> None:

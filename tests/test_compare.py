@@ -208,3 +208,66 @@ def test_a_ctrl_c_leaves_the_cut_sweep_out_and_exits_130(cifar_dir, tmp_path):
     assert "interrupted during random seed 0: its partial sweep is left out" in stderr
     assert "[compare] random seed 0: best" not in stdout  # never reported as a finished result
     assert not (out / SUMMARY_FILE).exists()
+
+
+def _cli_with_missing_data(out: Path, tmp_path: Path) -> list[str]:
+    """CLI flags whose dataset is missing: an output-dir error shown instead proves it came before the data load."""
+    return ["--smoke", "--strategies", "random", "--no-mlflow", "--no-download",
+            "--data-dir", str(tmp_path / "no-cifar"), "--output-dir", str(out)]
+
+
+def test_an_earlier_comparisons_folder_is_refused_before_data_or_ray(tmp_path, capsys):
+    import ray
+
+    out = tmp_path / "cmp"
+    out.mkdir()
+    earlier = {name: f"earlier {name}" for name in (ANYTIME_FILE, SUMMARY_FILE, compare.CONFIG_FILE)}
+    for name, text in earlier.items():
+        (out / name).write_text(text)
+    assert compare.main(_cli_with_missing_data(out, tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert f"`output_dir` is {str(out)!r}" in err and "CIFAR" not in err and "Traceback" not in err
+    assert all(name in err for name in earlier) and "another --output-dir" in err and "move or delete" in err
+    assert {name: (out / name).read_text() for name in earlier} == earlier  # nothing overwritten
+    assert not ray.is_initialized()
+
+
+def test_run_comparison_refuses_an_earlier_comparisons_folder_without_starting_ray(tmp_path):
+    import ray
+
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / compare.PLOT_FILE).write_bytes(b"earlier plot")
+    cfg = CompareConfig(strategies=("random",), seeds=(0,), output_dir=str(out),
+                        sweep=SweepConfig(max_epochs=2, data_dir=str(tmp_path / "no-cifar"), download=False))
+    with pytest.raises(ValueError, match=r"`output_dir`.*anytime\.png"):
+        compare.run_comparison(cfg)
+    assert not ray.is_initialized() and (out / compare.PLOT_FILE).read_bytes() == b"earlier plot"
+
+
+@pytest.mark.parametrize("make_out", [
+    lambda tmp: tmp / "a-file.txt",  # the folder is a file
+    lambda tmp: tmp / "a-file.txt" / "cmp",  # its parent is a file: it cannot be created
+])
+def test_an_output_dir_that_cannot_be_a_folder_exits_2_before_data_or_ray(make_out, tmp_path, capsys):
+    import ray
+
+    (tmp_path / "a-file.txt").write_text("not a folder")
+    out = make_out(tmp_path)
+    assert compare.main(_cli_with_missing_data(out, tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert f"`output_dir` is {str(out)!r}" in err and "a-file.txt" in err and "--output-dir" in err
+    assert "CIFAR" not in err and "Traceback" not in err
+    assert (tmp_path / "a-file.txt").read_text() == "not a folder" and not ray.is_initialized()
+
+
+def test_an_empty_or_unrelated_existing_folder_is_accepted(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    out.mkdir()
+    compare.check_output_dir(str(out))  # empty
+    (out / "notes.txt").write_text("mine")
+    compare.check_output_dir(str(out))  # holds no comparison's results: nothing would be overwritten
+    compare.check_output_dir(str(tmp_path / "new" / "cmp"))  # created later, parents too
+    # The CLI then goes on to the next check, the dataset.
+    assert compare.main(_cli_with_missing_data(out, tmp_path)) == 2
+    assert "output_dir" not in capsys.readouterr().err

@@ -5,6 +5,7 @@ import socket
 import time
 
 import pytest
+import ray
 
 from sweeps.cifar import EXIT_BAD_INPUT, EXIT_OK, given_settings, main, parse_args
 from sweeps.config import SMOKE_MAX_EPOCHS, SMOKE_NUM_SAMPLES, SMOKE_SUBSET, SweepConfig
@@ -45,6 +46,10 @@ def test_smoke_and_grid_defaults_and_explicit_flags_win():
     ({"space": "/nonexistent/space.yaml"}, "`space`.*existing"),
     ({"resume": True}, "`name` .*required with --resume"),
     ({"name": "a/b"}, "`name`.*plain folder name"),
+    ({"seed": 2**32}, r"`seed` is 4294967296, but must be `seed <= 4294967295`"),
+    ({"startup_trials": 10, "num_samples": 10}, "`startup_trials` is 10, but must be below --num-samples"),
+    ({"startup_trials": 3, "search": "random"}, "`startup_trials`.*hyperopt only"),
+    ({"storage_path": "s3:/bucket/sweeps"}, r"`storage_path`.*one slash.*Write s3://bucket/sweeps"),
     # A limit counts Hyperband's paused trials, so its brackets would never fill and it would stop none.
     ({"scheduler": "hyperband", "max_concurrent": 2}, "`max_concurrent` is 2.*must be 0 with --scheduler hyperband.*"
                                                       "Pass --max-concurrent 0"),
@@ -52,6 +57,16 @@ def test_smoke_and_grid_defaults_and_explicit_flags_win():
 def test_sweep_config_rules(changes, match):
     with pytest.raises(ValueError, match=match):
         SweepConfig(**changes)
+
+
+def test_a_storage_path_that_cannot_be_a_folder_is_refused_before_ray(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="`storage_path`.*must be a folder, but it is a file"):
+        SweepConfig(storage_path=str(tmp_path / "afile"))
+    with pytest.raises(ValueError, match="`storage_path`.*it is under .*afile., which is a file"):
+        SweepConfig(storage_path=str(tmp_path / "afile" / "results"))
+    SweepConfig(storage_path=str(tmp_path / "not-yet" / "made"))  # made by the sweep
+    SweepConfig(storage_path="file:///" + str(tmp_path).lstrip("/"))
 
 
 def test_int_fields_reject_floats():
@@ -85,6 +100,17 @@ def test_cli_rejects_invalid_space_before_ray(tmp_path, capsys):
     code, seconds, err = _timed_main(["--space", str(space), "--storage-path", str(tmp_path)], capsys)
     assert code == EXIT_BAD_INPUT and "`lr`" in err and "low > 0" in err
     assert seconds < 10 and not (tmp_path / "ray_results").exists()
+
+
+def test_cli_rejects_a_space_that_does_not_fit_the_data_before_ray(tmp_path, cifar_dir, capsys):
+    # image_size describes the data: every trial of this space would fail its first step, three times.
+    space = tmp_path / "space.yaml"
+    space.write_text("lr: {loguniform: [1.0e-3, 0.1]}\nimage_size: 64\n")
+    code, _, err = _timed_main(["--space", str(space), "--search", "random", "--data-dir", str(cifar_dir),
+                                "--storage-path", str(tmp_path), "--no-mlflow"], capsys)
+    assert code == EXIT_BAD_INPUT and "`image_size`" in err and "the data has 32" in err
+    assert "Drop `image_size` from the space" in err
+    assert not ray.is_initialized() and not (tmp_path / "ray_results").exists()
 
 
 def test_cli_rejects_unreachable_address_fast(tmp_path, capsys):

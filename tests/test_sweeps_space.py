@@ -133,8 +133,20 @@ def test_misspelt_points_key_names_it():
 
 def test_unparseable_file_rejected(tmp_path):
     (tmp_path / "bad.yaml").write_text("lr: {loguniform: [1e-3,\n")
-    with pytest.raises(ValueError, match="could not be parsed"):
+    with pytest.raises(ValueError, match="(?s)bad.yaml is not valid YAML.*Fix its syntax"):
         load_space(tmp_path / "bad.yaml")
+
+
+def test_a_key_given_twice_in_a_space_file_is_refused_not_overwritten(tmp_path):
+    # Both parsers keep the later of two equal keys silently: the first range would never be searched.
+    (tmp_path / "dup.yaml").write_text("lr: {loguniform: [1.0e-4, 1.0e-1]}\nbatch_size: 128\nlr: {choice: [0.5]}\n")
+    with pytest.raises(ValueError, match=r"dup.yaml: the key `lr` appears twice in one mapping \(lines 1 and 3\)"):
+        load_space(tmp_path / "dup.yaml")
+    (tmp_path / "dup.json").write_text('{"lr": {"loguniform": [1e-4, 0.1]}, "lr": {"choice": [0.5]}}')
+    with pytest.raises(ValueError, match="dup.json: the key `lr` appears twice"):
+        load_space(tmp_path / "dup.json")
+    (tmp_path / "ok.yaml").write_text("lr: {loguniform: [1e-4, 1e-1]}\nmomentum: {uniform: [0.5, 0.9]}\n")
+    assert load_space(tmp_path / "ok.yaml")["lr"].args == (1e-4, 1e-1)  # 1e-4 still read as a number
 
 
 def test_starting_point_outside_the_space_rejected():
@@ -164,7 +176,40 @@ def test_a_starting_point_may_not_set_an_entry_its_condition_turns_off():
 def test_a_space_whose_shallowest_net_would_pool_less_than_its_pool_every_is_refused():
     # pool_every <= num_blocks is a rule on two keys: num_blocks 1 with pool_every 2 would reach a trial.
     with pytest.raises(ValueError, match=r"`num_blocks` and `pool_every` can combine into .*'num_blocks': 1, "
-                                         r"'pool_every': 2.*Keep the largest pool_every at most the smallest num_blocks"):
+                                         r"'pool_every': 2.*Narrow one of these entries"):
         _check(_space(num_blocks={"grid": [1, 3]}, pool_every={"grid": [1, 2]}), search="grid")
     _check(_space(num_blocks={"grid": [2, 3]}, pool_every={"grid": [1, 2]}), search="grid")
     _check(_space(num_blocks={"grid": [1, 3]}, pool_every={"grid": [1, 2]}, pool="none"), search="grid")
+
+
+@pytest.mark.parametrize("entries, words", [
+    # Found by review: each one passed the checks and failed inside a trial (or crashed the sweep).
+    (dict(num_blocks={"grid": [3, 5]}, pool_size={"grid": [2, 3]}, filters=4, convs_per_block=1, head_layers=0),
+     r"`num_blocks` and `pool_size` can combine into \{'num_blocks': 5, 'pool_size': 3\}.*shrink"),
+    (dict(kernel_size={"choice": [2, 3]}, padding={"choice": [1, 2]}),
+     r"`kernel_size` and `padding` can combine into \{'kernel_size': 2, 'padding': 2\}.*padding < kernel_size"),
+    (dict(optimizer={"choice": ["sgd", "adam"]}, nesterov={"choice": [True, False]},
+          momentum={"uniform": [0.0, 0.9], "when": {"optimizer": "sgd"}}), r"`momentum`.*nesterov"),
+    (dict(warmup_epochs={"uniform": [0.0, 3.0]}, epochs={"randint": [2, 6]}), r"`warmup_epochs` and `epochs`"),
+    (dict(batch_norm={"choice": [True, False]}, batch_size={"choice": [1, 64]}), r"`batch_size`.*two images"),
+])
+def test_entries_valid_alone_but_not_together_are_refused_before_ray(entries, words):
+    with pytest.raises(ValueError, match=words):
+        _check(_space(**entries), search="grid" if any("grid" in str(v) for v in entries.values()) else "random")
+
+
+def test_a_conditional_entry_is_combined_only_where_its_parent_turns_it_on():
+    # momentum 0 is fine for adam (nesterov is sgd-only), and the entry is off for adam anyway.
+    _check(_space(optimizer={"choice": ["sgd", "adam"]}, nesterov=False,
+                  momentum={"uniform": [0.0, 0.9], "when": {"optimizer": "sgd"}}))
+    # A geometry group whose every combination builds a net is accepted.
+    _check(_space(num_blocks={"choice": [1, 2]}, kernel_size={"choice": [3, 5]}, padding={"choice": [1, 2]},
+                  pool={"choice": ["max", "none"]}, pool_size={"randint": [2, 4]}))
+
+
+def test_float_q_bounds_must_be_multiples_of_q_for_rays_samplers():
+    with pytest.raises(ValueError, match=r"`head_dropout`.*multiples of q \(0.1\).*\[0.1, 0.4, 0.1\]"):
+        _check(_space(head_dropout={"quniform": [0.05, 0.45, 0.1]}), search="hyperopt")
+    _check(_space(head_dropout={"quniform": [0.0, 0.5, 0.1]}))
+    _check(_space(lr={"qloguniform": [1e-3, 1e-1, 1e-3]}))
+    _check(_space(filters={"quniform": [20, 100, 16]}))  # integers: Ray's qrandint takes any bounds

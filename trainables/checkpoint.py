@@ -68,8 +68,15 @@ def read_checkpoint(directory: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"No checkpoint at {path}: the directory must hold {CHECKPOINT_FILE}. "
                          "Pass a directory written by trainables.cifar (a trial's checkpoint folder).")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state["config"] = json.loads(state["config"])
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state["config"] = json.loads(state["config"])
+    except Exception as exc:  # torch raises pickle's, zipfile's or its own errors for a damaged file
+        # Only the error's type: torch's own text for a damaged file suggests weights_only=False, which
+        # would unpickle arbitrary code and not mend the file.
+        raise ValueError(f"The checkpoint {path} cannot be read ({type(exc).__name__}): it is damaged or "
+                         "was not written by trainables.cifar. Restore it from a copy, or start a fresh run in "
+                         "another --output.") from exc
     return state
 
 

@@ -20,7 +20,8 @@ import yaml
 from trainables import metrics
 from trainables.checkpoint import CHECKPOINT_FILE, check_same_config, read_checkpoint, read_config
 from trainables.cifar import check_fits_data, evaluate_checkpoint, resolve_device, train_trial
-from trainables.config import DEVICES, TrialConfig, yaml11_numbers
+from trainables.config import CONFIG_KEYS, DEVICES, TrialConfig
+from trainables.config_file import parse_file
 from trainables.data import default_data_dir, load_cifar10
 from trainables.model import plan_layers
 from trainables.reporting import CHECKPOINT_DIR, JsonLinesReporter, MemoryReporter, recover_checkpoint
@@ -102,24 +103,30 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"The value of `--config` is {str(path)!r}, but no such file exists. "
                          "Give a JSON or YAML file.")
-    text = path.read_text()
     try:
-        loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise UsageError(f"Config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}. "
-                         "Fix the syntax.") from exc
+        loaded = parse_file(path)
+    except ValueError as exc:
+        raise UsageError(f"Config file {exc}") from exc
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
         raise UsageError(f"Config file {path} holds a {type(loaded).__name__}, but must hold a mapping of config "
                          "keys to values, e.g. `lr: 0.01`.")
     flat: dict[str, Any] = {}
-    for key, value in loaded.items():
-        if key in ("model", "train") and isinstance(value, dict):
-            flat.update(value)
-        else:
-            flat[key] = value
-    return yaml11_numbers(flat)
+    where: dict[str, str] = {}
+    for section, value in loaded.items():
+        items = value.items() if section in ("model", "train") and isinstance(value, dict) else [(section, value)]
+        for key, item in items:
+            place = f"`{section}:`" if section in ("model", "train") and isinstance(value, dict) else "the top level"
+            home = CONFIG_KEYS.get(key)
+            if place != "the top level" and home is not None and home != section:
+                raise UsageError(f"Config file {path} puts `{key}` under `{section}:`, but it is a {home} key. "
+                                 f"Move it under `{home}:` (or to the top level).")
+            if key in flat:
+                raise UsageError(f"Config file {path} sets `{key}` twice (under {where[key]} and under {place}), "
+                                 "and only one would take effect. Keep one of them.")
+            flat[key], where[key] = item, place
+    return flat
 
 
 def build_parser() -> argparse.ArgumentParser:

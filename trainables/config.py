@@ -188,7 +188,7 @@ class TrainConfig:
         _check_int("crop_padding", self.crop_padding, low=0, high=16)
         _check_int("cutout", self.cutout, low=0, high=32)
         _check_float("val_fraction", self.val_fraction, low=0.0, high=0.5, low_open=True)
-        _check_int("seed", self.seed, low=0)
+        _check_int("seed", self.seed, low=0, high=2**32 - 1)  # numpy's RandomState (hyperopt) takes no more
         _check_float("divergence_factor", self.divergence_factor, low=1.0, low_open=True)
 
 
