@@ -8,14 +8,16 @@ re-running the analysis updates a sweep's runs and never duplicates anything.
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from urllib.parse import urlsplit
 
 import pandas as pd
 
 from analysis.frames import EPOCH_METRICS, tidy
+from analysis.mlflow_store import configure_http_client, failure_reason, uri_problem
+from analysis.redact import redact_uri
 from trainables import metrics as m
 
 if TYPE_CHECKING:
@@ -29,11 +31,37 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _PARENT_FILTER = f"tags.`{m.TAG_ROLE}` = '{m.ROLE_PARENT}'"
 
 
+class TrackingStoreError(ValueError):
+    """The tracking URI is malformed or its store does not answer; the message names the fix."""
+
+
+def check_store(tracking_uri: str, *, fix: str) -> None:
+    """Prove the store at ``tracking_uri`` answers one cheap request (retries bounded as the sweeps
+    bound them), before any work. Raises TrackingStoreError naming the redacted URI, the problem
+    and ``fix``."""
+    from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
+
+    shown = redact_uri(tracking_uri)
+    problem = uri_problem(tracking_uri)
+    if problem:
+        raise TrackingStoreError(f"MLflow tracking URI {shown!r} {problem} {fix}")
+    configure_http_client()
+    try:
+        client_for(tracking_uri).search_experiments(max_results=1)
+    except UnsupportedModelRegistryStoreURIException:
+        parts = urlsplit(shown)
+        typo = f" Did you mean http://{parts.netloc}{parts.path}?" if parts.netloc else ""
+        raise TrackingStoreError(f"MLflow tracking URI {shown!r} has a scheme MLflow does not know "
+                                 f"({parts.scheme!r}).{typo} {fix}") from None
+    except Exception as exc:  # refused connection, timeout, auth, a bad database path
+        raise TrackingStoreError(f"MLflow tracking URI {shown!r} is unreachable or invalid ({failure_reason(exc)}). "
+                                 f"{fix}") from None
+
+
 def client_for(tracking_uri: str | None) -> "MlflowClient":
     from mlflow import MlflowClient  # imported here: mlflow is slow to import and optional for frames
 
-    # MLflow would print "View run ... at: <URI>" with the URI's user:password in the clear.
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    configure_http_client()  # bounded retries; and no "View run ... at: <URI>" with its password
     return MlflowClient(tracking_uri=tracking_uri)
 
 
@@ -53,17 +81,30 @@ def _search_all(client: "MlflowClient", experiment_ids: list[str], filter_string
 def resolve_parent(client: "MlflowClient", ref: str) -> "Run":
     """The parent run named by ``ref``: a run id, or an experiment name (its latest sweep)."""
     if _RUN_ID.match(ref):
-        return client.get_run(ref)
+        return _get_run(client, ref)
     experiment = client.get_experiment_by_name(ref)
     if experiment is None:
         names = [e.name for e in client.search_experiments()]
         raise ValueError(f"{ref!r} is neither a run id nor an MLflow experiment name at "
-                         f"{client.tracking_uri!r} (experiments: {names}). Pass one of those or a parent run id.")
+                         f"{redact_uri(client.tracking_uri)!r} (experiments: {names}). Pass one of those or a "
+                         "parent run id.")
     parents = _search_all(client, [experiment.experiment_id], _PARENT_FILTER, ["attributes.start_time DESC"])
     if not parents:
         raise ValueError(f"The experiment {ref!r} has no sweep parent run (tag {m.TAG_ROLE}={m.ROLE_PARENT}). "
                          "Run the sweep with MLflow tracking on, or pass a parent run id.")
     return parents[0]
+
+
+def _get_run(client: "MlflowClient", run_id: str) -> "Run":
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    raise ValueError(f"No MLflow run with id {run_id!r} at {redact_uri(client.tracking_uri)!r}. Pass the sweep's "
+                     f"parent run id (the run tagged {m.TAG_ROLE}={m.ROLE_PARENT}) or its experiment name.")
 
 
 def parent_for_sweep(client: "MlflowClient", sweep_name: str, trial_ids: Iterable[str] = ()) -> "Run | None":

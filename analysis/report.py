@@ -27,6 +27,7 @@ from analysis.strategies import (SEED, STRATEGY, format_strategy_table, is_compa
                                  strategy_table)
 from analysis.thresholds import DiagnosisThresholds, thresholds_from_json, thresholds_from_mapping
 from trainables import metrics as m
+from trainables.paths import folder_problem
 
 MAX_CURVE_TRIALS = 8  # best + flagged trials drawn in the curves figure; more is unreadable
 FLAGGED = (m.OVERFITTING, m.UNDERFITTING, m.DIVERGED_VERDICT)
@@ -255,6 +256,30 @@ def _has_trials(path: Path) -> bool:
     return True
 
 
+def _out_dir(args: argparse.Namespace, source: Path) -> Path:
+    if args.out:
+        return Path(args.out)
+    return source / "report" if source.is_dir() else Path("reports") / args.sweep
+
+
+def _check_out_dir(out: Path) -> None:
+    """The report folder must be a folder or makeable: refuse a file in the way before any work,
+    not at mkdir after the diagnosis."""
+    problem = folder_problem(out)
+    if problem:
+        raise ValueError(f"The report folder {str(out)!r} cannot be made: {problem}. Pass --out a new or existing folder (the "
+                         "report is several files), or move the file.")
+
+
+def _store_fix(*, reads_mlflow: bool) -> str:
+    fix = ("Fix: start the server (mlflow server --host 127.0.0.1 --port 5000), or pass the right URI with "
+           f"--tracking-uri / ${ENV_TRACKING_URI} (e.g. http://localhost:5000, or {LOCAL_STORE} in the folder the "
+           "sweep ran in)")
+    # --no-mlflow only helps where MLflow is written to; a sweep read from MLflow needs it.
+    return fix + (", or pass the sweep's Ray experiment folder instead." if reads_mlflow else
+                  ", or pass --no-mlflow to write the report only.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -271,15 +296,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     path_like = not source.is_dir() and (os.sep in args.sweep or args.sweep.startswith("."))
     if path_like and not args.tracking_uri:
         parser.error(missing + ".")
+    out = _out_dir(args, source)
     try:
-        return _run(args, source=source, thresholds=thresholds)
+        _check_out_dir(out)
+    except ValueError as err:
+        parser.error(str(err))
+    reads_mlflow = not source.is_dir()
+    if args.tracking_uri and (reads_mlflow or not args.no_mlflow):
+        from analysis import mlflow_io
+
+        try:  # before anything is read or diagnosed: a dead server fails in seconds, not after the work
+            mlflow_io.check_store(args.tracking_uri, fix=_store_fix(reads_mlflow=reads_mlflow))
+        except mlflow_io.TrackingStoreError as err:
+            parser.error(f"{missing}, and MLflow could not be asked: {err}" if path_like else str(err))
+    try:
+        return _run(args, source=source, out=out, thresholds=thresholds)
     except ValueError as err:  # a folder without trials, an unknown MLflow run or experiment
         # A name with "/" may be an MLflow experiment (Databricks names are paths): MLflow was asked
         # first, and when it has no such run either, both readings are named.
         parser.error(f"{missing}, nor in MLflow: {err}" if path_like else str(err))
 
 
-def _run(args: argparse.Namespace, *, source: Path, thresholds: DiagnosisThresholds) -> int:
+def _run(args: argparse.Namespace, *, source: Path, out: Path, thresholds: DiagnosisThresholds) -> int:
     comparison = args.compare or (str(source) if source.is_dir() and is_comparison_folder(source) else None)
     frame, parent_ref, sweep_name, errors = None, None, None, {}
     if source.is_dir():
@@ -293,14 +331,12 @@ def _run(args: argparse.Namespace, *, source: Path, thresholds: DiagnosisThresho
                 print(f"No Ray results of the comparison's sweeps found (looked in its --storage-path and "
                       f"{source / 'ray_results'}): the report has the strategy table only, no per-trial "
                       "diagnosis and no MLflow tags.")
-        out = Path(args.out) if args.out else source / "report"
     elif args.tracking_uri:
         from analysis import mlflow_io
         from analysis.mlflow_io import load_mlflow
 
         frame, parent_ref = load_mlflow(args.sweep, tracking_uri=args.tracking_uri), args.sweep
         errors = mlflow_io.trial_errors(args.sweep, tracking_uri=args.tracking_uri)
-        out = Path(args.out) if args.out else Path("reports") / args.sweep
     else:
         raise ValueError(f"{args.sweep!r} is not a folder. Pass a Ray experiment folder or a sweeps.compare "
                          "folder, or an MLflow experiment name / parent run id together with --tracking-uri.")
@@ -309,7 +345,17 @@ def _run(args: argparse.Namespace, *, source: Path, thresholds: DiagnosisThresho
     print(report.summary)
     print(f"Report: {report.html}")
     if args.tracking_uri and not args.no_mlflow and frame is not None:
-        parents, tagged = publish(report, tracking_uri=args.tracking_uri, parent_ref=parent_ref, sweep_name=sweep_name)
+        try:
+            parents, tagged = publish(report, tracking_uri=args.tracking_uri, parent_ref=parent_ref,
+                                      sweep_name=sweep_name)
+        except Exception as exc:  # the server went down after the check, a full or unwritable artifact store
+            from analysis.mlflow_store import failure_reason
+            from analysis.redact import redact_uri
+
+            print(f"MLflow at {redact_uri(args.tracking_uri)!r} failed while publishing ({failure_reason(exc)}). "
+                  f"The report is at {report.html}; to log it to MLflow, run the same command again once "
+                  "MLflow works (it overwrites, never duplicates).", file=sys.stderr)
+            return 1
         total = 0 if report.diagnoses is None else len(report.diagnoses)
         print(f"MLflow: tagged {tagged} of {total} trial runs and logged the report to parent run(s) "
               f"{', '.join(parents)}" if parents else

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from sweeps.config import SMOKE_GRACE_PERIOD, SweepConfig
-from sweeps.redact import redact_uri
+from analysis.redact import redact_uri
 from sweeps.tracking import check_tracking, for_sweep
 from sweeps.tracking_config import TrackingConfig
 from sweeps.tuner import build_tuner, load_data, prepare

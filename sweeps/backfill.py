@@ -26,7 +26,7 @@ from analysis.errors import ERROR_FILE, error_line
 from analysis.frames import recorded_end_states
 from sweeps.config import CONFIG_FILE, is_uri
 from sweeps.ray_state import ERROR, PAUSED, STATE_GLOB, TERMINATED, saved_trials
-from sweeps.redact import redact_uri
+from analysis.redact import redact_uri
 from sweeps.storage import mirror_records
 from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV
 from sweeps.tracking_config import TrackingConfig, TrackingError, add_tracking_args, tracking_from_args

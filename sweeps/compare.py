@@ -41,8 +41,7 @@ from analysis.frames import COMPARE_CONFIG_FILE
 from analysis.plots import plot_anytime
 from analysis.strategies import ANYTIME_FILE, SUMMARY_FILE, format_strategy_table, strategy_table
 from sweeps import anytime as at
-from sweeps.config import (SMOKE_GRACE_PERIOD, SMOKE_MAX_EPOCHS, SMOKE_SUBSET, SweepConfig, SweepInputError,
-                           folder_problem)
+from sweeps.config import SMOKE_GRACE_PERIOD, SMOKE_MAX_EPOCHS, SMOKE_SUBSET, SweepConfig, SweepInputError
 from sweeps.space import grid_size
 from sweeps.space_builtin import resolve_space
 from sweeps.strategies import hyperopt_startup_trials
@@ -51,6 +50,7 @@ from sweeps.tracking_config import TrackingConfig, add_tracking_args, tracking_f
 from sweeps.tracking_runs import FINISHED, KILLED
 from sweeps.tuner import check_resources, connect, execute, load_data, prepare
 from trainables import metrics
+from trainables.paths import folder_problem
 
 # Strategy name -> (search, scheduler), both as SweepConfig spells them.
 STRATEGIES: dict[str, tuple[str, str]] = {

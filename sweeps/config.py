@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from trainables.paths import folder_problem
+
 SEARCHES = ("hyperopt", "random", "grid")
 SCHEDULERS = ("asha", "hyperband", "fifo")
 
@@ -85,20 +87,6 @@ def _check_storage_path(path: str) -> None:
     problem = folder_problem(Path(os.path.expanduser(path.removeprefix("file://"))))
     if problem:
         _fail("storage_path", path, problem, "Pass a folder you can write to (made if missing).")
-
-
-def folder_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be a folder this process writes in (None when it can), judged without
-    creating anything: the nearest existing path must be a writable folder. A dangling link counts
-    as existing: mkdir cannot replace it either."""
-    path = path.absolute()
-    nearest = next(p for p in (path, *path.parents) if p.exists() or p.is_symlink())
-    if not nearest.is_dir():
-        return "must be a folder, but it is a file" if nearest == path else \
-            f"must be a folder, but it is under {str(nearest)!r}, which is a file"
-    if not os.access(nearest, os.W_OK | os.X_OK):
-        return f"must be writable, but {str(nearest)!r} is not writable by this user"
-    return None
 
 
 def is_uri(path: str) -> bool:

@@ -20,7 +20,6 @@ import atexit
 import dataclasses
 import logging
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -38,7 +37,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 from sweeps import storage
 from sweeps.config import is_uri
 from sweeps.ray_state import ERROR
-from sweeps.redact import redact_text, redact_uri, secret_values
+from analysis.mlflow_store import HTTP_SCHEMES, configure_http_client, failure_reason, uri_problem
+from analysis.redact import redact_text, redact_uri, secret_values
 from sweeps.tracking_config import (ENV_TRACKING_URI, LOCAL_STORE, TrackingConfig, TrackingError, export_note,
                                      usable_uri)
 from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV, end_state
@@ -56,29 +56,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PACKAGE = "cnn-sweeps"
-# MLflow's HTTP client retries 7 times with backoff factor 2 and a 120 s timeout by default:
-# minutes per request against a dead server. The writer retries on its own (with backoff,
-# bounded by the flush timeout), so each request gives up quickly. setdefault: a user's
-# explicit MLFLOW_HTTP_* settings still win.
-# MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT: MLflow prints "View run ... at: <tracking URI>" for every
-# run it ends on an HTTP store, with the URI's user:password unredacted; our own lines name the run.
-_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
-_HTTP_SCHEMES = ("http", "https")
-_HOST_PORT = re.compile(r"[\w.-]+:\d+/?")  # host:port, as typed for a server, without its http://
 _CHECKPOINT_ARTIFACT = "best_checkpoint"
-
-
-def configure_http_client() -> None:
-    """Short per-request retries for MLflow's HTTP client in this (driver) process; see _HTTP_DEFAULTS."""
-    for key, value in _HTTP_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return redact_text(first, secrets=secret_values(os.environ))[:300]
 
 
 def check_tracking(config: TrackingConfig) -> str:
@@ -91,17 +69,15 @@ def check_tracking(config: TrackingConfig) -> str:
     fix = ("Fix: start the server (mlflow server --host 0.0.0.0 --port 5000) or correct --mlflow-tracking-uri / "
            f"${ENV_TRACKING_URI}; leave both unset to log to the local store {LOCAL_STORE}; or pass "
            "--no-mlflow to sweep without tracking.")
-    parts = urlsplit(uri)
-    if parts.scheme in _HTTP_SCHEMES and not parts.hostname:
-        raise TrackingError(f"MLflow tracking URI {shown!r} is malformed: it has no host. {fix}")
-    if _HOST_PORT.fullmatch(uri):  # MLflow would take it for a folder and fail with an unrelated message
-        raise TrackingError(f"MLflow tracking URI {shown!r} has no scheme. Did you mean http://{shown}? {fix}")
+    problem = uri_problem(uri)
+    if problem:
+        raise TrackingError(f"MLflow tracking URI {shown!r} {problem} {fix}")
     configure_http_client()
     try:
         RunStore.connect(uri, config.experiment)
     except Exception as exc:  # unsupported scheme, refused connection, auth, bad database path
-        raise TrackingError(f"MLflow tracking URI {shown!r} is unreachable or invalid "
-                            f"({type(exc).__name__}: {_reason(exc)}). {fix}") from None
+        raise TrackingError(f"MLflow tracking URI {shown!r} is unreachable or invalid ({failure_reason(exc)}). "
+                            f"{fix}") from None
     return uri
 
 
@@ -147,8 +123,8 @@ def retry(fn: Callable[[], T], *, what: str, uri: str, attempts: int = 3, first_
             return fn()
         except Exception as exc:
             if attempt == attempts - 1:
-                logger.warning("MLflow at %s: could not %s (%s: %s). Run `%s` once it is reachable.", redact_uri(uri),
-                               what, type(exc).__name__, _reason(exc),
+                logger.warning("MLflow at %s: could not %s (%s). Run `%s` once it is reachable.", redact_uri(uri),
+                               what, failure_reason(exc),
                                fix or "python -m sweeps.backfill <experiment folder>")
             else:
                 time.sleep(first_backoff_s * 2 ** attempt)
@@ -366,7 +342,7 @@ def where_text(uri: str, *, experiment: str, parent_run_id: str, folder: str) ->
     """
     shown = redact_uri(uri)
     usable = usable_uri(uri)
-    if urlsplit(uri).scheme in _HTTP_SCHEMES:
+    if urlsplit(uri).scheme in HTTP_SCHEMES:
         view = f"open {shown} in a browser"
     else:  # a local file or sqlite store, or a database: MLflow's UI serves it
         view = f"mlflow ui --backend-store-uri {usable}"
@@ -399,7 +375,7 @@ def log_sweep_artifacts(store: RunStore, parent_id: str, *, folder: str, best_tr
                           else storage.fetch_dir(best_checkpoint, into=Path(tmp) / _CHECKPOINT_ARTIFACT))
         except OSError as exc:  # pyarrow's errors (no access, no such bucket) are OSErrors
             logger.warning("Could not read the sweep's summary and best checkpoint from %s (%s); the MLflow parent "
-                           "run gets them once `%s` can.", redact_uri(folder), _reason(exc),
+                           "run gets them once `%s` can.", redact_uri(folder), failure_reason(exc),
                            backfill_command(folder, uri=uri, experiment=store.experiment))
             files, checkpoint = [], None
 

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from sweeps.redact import redact_uri
+from analysis.redact import redact_uri
 
 DEFAULT_EXPERIMENT = "cnn-sweeps"  # the MLflow experiment that holds every sweep's parent run
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 from mlflow.entities import Run
 
-from sweeps.redact import redact_text, secret_values
+from analysis.redact import redact_text, secret_values
 from sweeps.tracking_runs import KILLED, RUNNING, ChildState, RunStore
 
 logger = logging.getLogger(__name__)

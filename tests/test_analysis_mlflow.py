@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis import load_mlflow, load_ray_results
+from analysis import mlflow_io
 from analysis.mlflow_io import REPORT_ARTIFACT_PATH
 from analysis.report import main
 from trainables import metrics as m
@@ -109,3 +110,10 @@ def test_a_report_on_a_folder_tags_its_own_sweep_not_a_newer_one_of_the_same_nam
     assert "MLflow: tagged 2 of 2 trial runs" in out and other not in out
     assert m.TAG_DIAGNOSIS not in MlflowClient(uri).get_run(stranger.run_id).data.tags
     assert not MlflowClient(uri).list_artifacts(other, REPORT_ARTIFACT_PATH)  # the report went to its own parent
+
+
+def test_an_unknown_parent_run_id_is_a_value_error_naming_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a local sqlite store roots its artifacts at ./mlruns
+    client = mlflow_io.client_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with pytest.raises(ValueError, match=r"No MLflow run with id '0{32}' at 'sqlite:///.*'\. Pass the sweep's parent"):
+        mlflow_io.resolve_parent(client, "0" * 32)

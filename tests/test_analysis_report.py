@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -49,12 +51,21 @@ def ray_folder(tmp_path):
 
 
 
+MLFLOW_HTTP_ENV = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+                   "MLFLOW_HTTP_REQUEST_TIMEOUT")
+
+
 @pytest.fixture(autouse=True)
 def no_tracking_store(monkeypatch, tmp_path):
     """The CLI defaults to $MLFLOW_TRACKING_URI or ./mlflow.db: run each test where neither exists,
     so no test depends on, or writes into, a store of the developer's."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
+    # The CLI bounds MLflow's HTTP retries with os.environ.setdefault: start each test without them
+    # and undo what it set (setenv first, so the undo also removes a key that was never set).
+    for key in MLFLOW_HTTP_ENV:
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
 
 
 def test_load_ray_results_gives_the_tidy_frame(ray_folder):
@@ -311,3 +322,77 @@ def test_a_sweep_whose_trials_all_errored_before_an_epoch_says_why(tmp_path, cap
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "2 of the 2 trials errored before their first" in err and "'RuntimeError: no CUDA GPUs'" in err
+
+
+def _free_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("from_env", [False, True])
+def test_an_unreachable_tracking_server_fails_fast_before_any_work(ray_folder, capsys, monkeypatch, from_env):
+    uri = f"http://alice:hunter22@127.0.0.1:{_free_port()}"
+    argv = [str(ray_folder)]
+    if from_env:  # a server that was up when the sweep ran and is down now
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    else:
+        argv += ["--tracking-uri", uri]
+    start = time.monotonic()
+    err = _exit_2(argv, capsys)
+    assert time.monotonic() - start < 30  # MLflow's own retries alone would take minutes
+    assert "hunter22" not in err and "'http://***@127.0.0.1:" in err and "unreachable" in err
+    assert "mlflow server" in err and "--no-mlflow" in err
+    assert not (ray_folder / "report").exists()  # checked before anything was diagnosed or written
+    assert main([str(ray_folder), "--no-mlflow"]) == 0  # the fix the message names
+
+
+def test_reading_from_an_unreachable_server_names_it(capsys):
+    err = _exit_2(["my-experiment", "--tracking-uri", f"http://127.0.0.1:{_free_port()}"], capsys)
+    assert "unreachable" in err and "mlflow server" in err and "Ray experiment folder" in err
+
+
+@pytest.mark.parametrize("uri, expected", [
+    ("htp://localhost:5000", "Did you mean http://localhost:5000?"),
+    ("localhost:5000", "Did you mean http://localhost:5000?"),
+    ("http://", "it has no host"),
+])
+def test_a_malformed_tracking_uri_is_named_with_the_fix(ray_folder, tmp_path, capsys, uri, expected):
+    err = _exit_2([str(ray_folder), "--tracking-uri", uri], capsys)
+    assert f"MLflow tracking URI {uri!r}" in err and expected in err and "--no-mlflow" in err
+    assert not (ray_folder / "report").exists() and not list(tmp_path.glob("localhost*"))
+
+
+def test_an_unknown_parent_run_id_is_named(tmp_path, capsys):
+    run_id = "0123456789abcdef0123456789abcdef"
+    err = _exit_2([run_id, "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"], capsys)
+    assert f"No MLflow run with id {run_id!r}" in err
+
+
+@pytest.mark.parametrize("out", ["taken.html", "taken.html/report"])
+def test_an_out_path_that_is_a_file_is_refused_before_any_work(ray_folder, tmp_path, capsys, out):
+    (tmp_path / "taken.html").write_text("someone's file")
+    err = _exit_2([str(ray_folder), "--out", str(tmp_path / out)], capsys)
+    assert "taken.html" in err and "is a file" in err and "--out" in err
+    assert (tmp_path / "taken.html").read_text() == "someone's file"
+
+
+def test_mlflow_failing_midway_keeps_the_report_and_says_how_to_publish_it(ray_folder, tmp_path, capsys):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    # The store answers (tags get written) but its artifact folder cannot be made: a file is in the way.
+    (tmp_path / "blocker").write_text("not a folder")
+    experiment = client.create_experiment("e", artifact_location=(tmp_path / "blocker" / "artifacts").as_uri())
+    parent = client.create_run(experiment, tags={m.TAG_ROLE: m.ROLE_PARENT, m.TAG_SWEEP_NAME: ray_folder.name})
+    for trial_id in ("over", "good"):
+        client.create_run(experiment, tags={"mlflow.parentRunId": parent.info.run_id, m.TAG_TRIAL_ID: trial_id})
+    out = tmp_path / "out"
+    capsys.readouterr()  # MLflow's own lines from creating the store above
+    assert main([str(ray_folder), "--tracking-uri", uri, "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"The report is at {out / 'report.html'}" in err and "run the same command again" in err
+    assert (out / "report.html").is_file() and (out / "diagnoses.csv").is_file()

@@ -126,7 +126,7 @@ def test_a_config_file_that_says_one_thing_twice_or_in_the_wrong_place_exits_2(t
 
 def test_an_output_that_is_a_file_exits_2(tmp_path: Path, capsys) -> None:
     (tmp_path / "afile").write_text("x")
-    assert "that is a file, not a folder" in _error(["--output", str(tmp_path / "afile")], capsys)
+    assert "but it is a file, not a folder" in _error(["--output", str(tmp_path / "afile")], capsys)
 
 
 def test_existing_run_needs_resume(cifar_dir: Path, tmp_path: Path, capsys) -> None:

@@ -61,9 +61,9 @@ def test_sweep_config_rules(changes, match):
 
 def test_a_storage_path_that_cannot_be_a_folder_is_refused_before_ray(tmp_path):
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(ValueError, match="`storage_path`.*must be a folder, but it is a file"):
+    with pytest.raises(ValueError, match="`storage_path`.*but it is a file, not a folder"):
         SweepConfig(storage_path=str(tmp_path / "afile"))
-    with pytest.raises(ValueError, match="`storage_path`.*it is under .*afile., which is a file"):
+    with pytest.raises(ValueError, match="`storage_path`.*but it is under .*afile., which is a file"):
         SweepConfig(storage_path=str(tmp_path / "afile" / "results"))
     SweepConfig(storage_path=str(tmp_path / "not-yet" / "made"))  # made by the sweep
     SweepConfig(storage_path="file:///" + str(tmp_path).lstrip("/"))

@@ -10,7 +10,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from sweeps.redact import MASK, redact_text, redact_uri, secret_values
+from analysis.redact import MASK, redact_text, redact_uri, secret_values
 from sweeps.tracking import (MlflowTrackingCallback, check_tracking, for_sweep, log_comparison, safe_params,
                              where_text)
 from sweeps.tracking_config import TrackingConfig, TrackingError, tracking_from_args

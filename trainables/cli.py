@@ -24,6 +24,7 @@ from trainables.config import CONFIG_KEYS, DEVICES, TrialConfig
 from trainables.config_file import parse_file
 from trainables.data import default_data_dir, load_cifar10
 from trainables.model import plan_layers
+from trainables.paths import folder_problem
 from trainables.reporting import CHECKPOINT_DIR, JsonLinesReporter, MemoryReporter, recover_checkpoint
 
 METRICS_FORMATS = {"jsonl": "metrics.jsonl", "csv": "metrics.csv"}
@@ -306,9 +307,9 @@ def run_cli(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.output)
     try:
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"The value of `--output` is {str(out)!r}, but that is a file, not a folder. "
-                             "Choose another --output.")
+        problem = folder_problem(out)
+        if problem:
+            raise UsageError(f"The value of `--output` is {str(out)!r}, but {problem}. Choose another --output.")
         resolve_run_settings(args)
         cfg = resolve_config(args)
         resume_from = check_output(args, cfg)

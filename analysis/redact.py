@@ -4,6 +4,8 @@ Tracking URIs may carry credentials (``https://user:pass@host``,
 ``postgresql://user:pw@db/mlflow``, ``?token=...``) and the environment holds tokens
 (``MLFLOW_TRACKING_TOKEN``, ``AWS_SECRET_ACCESS_KEY``). Every message and param that names a
 URI goes through ``redact_uri``/``redact_text`` first, and the environment is never logged.
+Here rather than in ``sweeps`` because the report needs it too and analysis never imports
+sweeps (sweeps imports analysis, not the other way round).
 """
 from __future__ import annotations
 
