@@ -133,11 +133,14 @@ def overfitting_signals(c: _Curves, *, th: DiagnosisThresholds) -> dict[str, tup
     i_small = first + int(np.argmin(gap[first:last])) if last else 0
     growth = gap[last] - gap[i_small]
     if gap[last] >= th.gap_large and growth >= th.gap_growth:
-        i_large = int(np.flatnonzero(gap >= th.gap_large)[0])
+        # Where the gap became large on its way up from its minimum (an early wobble above the
+        # threshold, before the minimum, is not where the overfitting shows).
+        i_large = i_small + int(np.flatnonzero(gap[i_small:] >= th.gap_large)[0])
         found["gap"] = (int(c.epochs[i_large]), (
             f"train-val accuracy gap {_fmt(gap[last])} at epoch {c.epochs[last]} (train_acc "
-            f"{_fmt(c.train_acc[last])}, val_acc {_fmt(c.val_acc[last])}), up from {_fmt(gap[i_small])} at "
-            f"epoch {c.epochs[i_small]}; first >= {th.gap_large} at epoch {c.epochs[i_large]}"))
+            f"{_fmt(c.train_acc[last])}, val_acc {_fmt(c.val_acc[last])}; running medians over "
+            f"{th.smoothing_window} epochs), up from {_fmt(gap[i_small])} at epoch {c.epochs[i_small]}; first "
+            f">= {th.gap_large} at epoch {c.epochs[i_large]}"))
     return found
 
 

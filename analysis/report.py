@@ -336,6 +336,11 @@ def _run(args: argparse.Namespace, *, source: Path, out: Path, thresholds: Diagn
         from analysis.mlflow_io import load_mlflow
 
         frame, parent_ref = load_mlflow(args.sweep, tracking_uri=args.tracking_uri), args.sweep
+        chosen = mlflow_io.resolve_parent(mlflow_io.client_for(args.tracking_uri), args.sweep)
+        if chosen.info.run_id != args.sweep:  # an experiment name: say which of its sweeps this is
+            print(f"MLflow experiment {args.sweep!r}: its latest sweep, "
+                  f"{chosen.data.tags.get(m.TAG_SWEEP_NAME, '?')} (parent run {chosen.info.run_id}); pass a parent "
+                  "run id to report on another.")
         errors = mlflow_io.trial_errors(args.sweep, tracking_uri=args.tracking_uri)
     else:
         raise ValueError(f"{args.sweep!r} is not a folder. Pass a Ray experiment folder or a sweeps.compare "

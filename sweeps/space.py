@@ -388,7 +388,11 @@ def check_point(space: Space, point: Mapping[str, Any]) -> None:
             raise _bad(dim.key, point[dim.key], f"the starting point {dict(point)} sets it, but the space uses "
                        f"`{dim.key}` only when {dim.when[0]} is one of {list(dim.when[1])}",
                        f"Drop `{dim.key}` from this point (it would be ignored).")
-        if active and (dim.key not in point or not _in_dim(dim, point[dim.key])):
+        if active and dim.key not in point:
+            raise _bad(POINTS_KEY, dict(point), f"it gives no value for `{dim.key}`, which the space samples "
+                       f"({dim.describe()}): Hyperopt needs a value for every sampled key",
+                       f"Add `{dim.key}: <a value in its range>` to the point.")
+        if active and not _in_dim(dim, point[dim.key]):
             raise _bad(dim.key, point.get(dim.key), f"the starting point {dict(point)} lies outside {dim.describe()}",
                        "Fix the point or the range.")
     TrialConfig.from_dict({**_base_config(space), **{k: v for k, v in point.items() if v is not None}})

@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm
 from ray.tune.search.hyperopt import HyperOptSearch
 
+from sweeps.scheduler_state import ResumableHyperBand
 from sweeps.space import Space
 from sweeps.space_convert import flatten_sample, to_hyperopt, to_hyperopt_points
 from trainables import metrics
@@ -100,7 +101,8 @@ def make_scheduler(scheduler: str, *, max_epochs: int, grace_period: int, reduct
         # never fill: with 2 live on 2 CPUs every trial landed in the first bracket, whose only rung is
         # max_t, and none was stopped (ray-project/ray#12536). So Hyperband sweeps run with no limit
         # (sweeps.tuner.prepare, SweepConfig's rule); Ray's resources cap what runs at once.
-        return HyperBandScheduler(time_attr=TIME_ATTR, max_t=max_epochs, reduction_factor=reduction_factor)
+        # Resumable: its brackets survive --resume (sweeps.scheduler_state).
+        return ResumableHyperBand(time_attr=TIME_ATTR, max_t=max_epochs, reduction_factor=reduction_factor)
     if scheduler == "fifo":
         return FIFOScheduler()
     raise ValueError(f"The value of `scheduler` is {scheduler!r}, but must be asha, hyperband or fifo.")

@@ -197,8 +197,15 @@ def error_lines(table: pd.DataFrame, *, limit: int = MAX_ERROR_GROUPS) -> list[s
 def format_summary(summary: SweepSummary, *, top_k: int, storage_path: str, interrupted: bool = False,
                    cut_off: int = 0) -> str:
     """The end-of-sweep text; ``cut_off``: trials an interrupt cut short (--resume runs them on)."""
-    cut = (f", {cut_off} cut off mid-training (listed as {metrics.INTERRUPTED}; --resume continues them)"
-           if cut_off else "")
+    cut = ""
+    if cut_off:
+        labelled = summary.table[summary.table[metrics.END_STATE_TAG] == metrics.INTERRUPTED] if len(summary.table) \
+            else summary.table
+        waiting = int((labelled[EPOCHS_RUN] == 0).sum()) if EPOCHS_RUN in labelled else 0
+        parts = [f"{cut_off - waiting} after some epochs (mid-training or paused at a rung)" if cut_off > waiting
+                 else "", f"{waiting} with no epoch yet" if waiting else ""]
+        cut = (f", {cut_off} cut off: {' and '.join(p for p in parts if p)} (listed as {metrics.INTERRUPTED}; "
+               "--resume continues them)")
     head = (f"Sweep interrupted: {summary.num_trials} trials so far{cut}, {summary.num_errored} errored."
             if interrupted else f"Sweep finished: {summary.num_trials} trials, {summary.num_errored} errored.")
     lines = [head]
@@ -206,7 +213,8 @@ def format_summary(summary: SweepSummary, *, top_k: int, storage_path: str, inte
         counts = summary.table[metrics.END_STATE_TAG].value_counts()
         states = [*metrics.END_STATES, *([metrics.INTERRUPTED] if metrics.INTERRUPTED in counts else [])]
         lines.append("End states: " + ", ".join(f"{s}={int(counts.get(s, 0))}" for s in states))
-        top = summary.table.head(top_k).drop(columns=[ERROR])
+        ran = summary.table[summary.table[EPOCHS_RUN] > 0] if EPOCHS_RUN in summary.table else summary.table
+        top = ran.head(top_k).drop(columns=[ERROR])  # a trial with no epoch has nothing to rank
         top.columns = [c.removeprefix(metrics.CONFIG_PREFIX) for c in top.columns]
         lines.append(f"Top {len(top)} trials by {metrics.BEST_VAL_ACC}:")
         lines.append(top.to_string(index=False, formatters={c: _fmt for c in top.columns}))

@@ -174,6 +174,8 @@ class MlflowTrackingCallback(TrialEnds):
         return {"parent_run_id": self.parent_run_id}
 
     def set_state(self, state: dict[str, Any]) -> None:
+        if "parent_run_id" not in state:  # another callback's, saved at this position by an older version
+            return
         self.resume = True
         self.parent_run_id = state.get("parent_run_id")
 

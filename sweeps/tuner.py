@@ -14,10 +14,12 @@ from typing import Any, Iterable, Mapping
 
 import ray
 from ray import tune
+from ray.tune.schedulers import FIFOScheduler
 
 from sweeps.capacity import Autoscaling, fitting_types, read_autoscaling, scaled_slots, trials_per_node, unknown_types
 from sweeps.config import CONFIG_FILE, SweepConfig, SweepInputError, check_address, is_uri
 from sweeps.ray_state import resume_progress, saved_trials
+from sweeps.scheduler_state import SchedulerState
 from sweeps.space import Space, check_fits_data, grid_size, sampled_keys
 from sweeps.space_builtin import resolve_space
 from sweeps.space_convert import to_ray_param_space
@@ -332,14 +334,17 @@ def build_tuner(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop:
         # The trainable must be supplied again: its with_parameters object refs died with the old driver.
         tuner = tune.Tuner.restore(cfg.experiment_path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=True)
-        if callbacks:
-            # Tuner.restore brings back the callbacks pickled at the start and takes no new ones
-            # (ray-project/ray#41364); this run's (e.g. the MLflow URI, never pickled with its
-            # credentials) must win. They get their saved state back through set_state.
-            tuner._local_tuner.get_run_config().callbacks = list(callbacks)
+        # Tuner.restore brings back the callbacks pickled at the start and takes no new ones
+        # (ray-project/ray#41364); this run's (e.g. the MLflow URI, never pickled with its
+        # credentials) must win. They get their saved state back through set_state. The scheduler
+        # is the one pickled at the start, without its state: SchedulerState brings that back.
+        scheduler = tuner._local_tuner._tune_config.scheduler
+        tuner._local_tuner.get_run_config().callbacks = [*_scheduler_state(scheduler), *callbacks]
         return tuner
     space = prepared.space
     assert space is not None
+    scheduler = make_scheduler(cfg.scheduler, max_epochs=cfg.max_epochs, grace_period=cfg.grace_period,
+                               reduction_factor=cfg.reduction_factor)
     return tune.Tuner(
         trainable,
         # Hyperopt samples from its own native space; Tune's param space then holds the constants.
@@ -348,14 +353,20 @@ def build_tuner(prepared: PreparedSweep, *, callbacks: Iterable[Any] = (), stop:
             metric=metrics.OBJECTIVE, mode=metrics.OBJECTIVE_MODE,
             search_alg=make_search(cfg.search, space, seed=cfg.seed, max_concurrent=cfg.max_concurrent,
                                    num_samples=cfg.num_samples, startup=cfg.startup_trials),
-            scheduler=make_scheduler(cfg.scheduler, max_epochs=cfg.max_epochs, grace_period=cfg.grace_period,
-                                     reduction_factor=cfg.reduction_factor),
+            scheduler=scheduler,
             num_samples=cfg.num_samples,
             reuse_actors=cfg.reuse_actors,
             trial_dirname_creator=trial_dirname,
         ),
-        run_config=build_run_config(cfg, callbacks=callbacks, stop=stop),
+        run_config=build_run_config(cfg, callbacks=[*_scheduler_state(scheduler), *callbacks], stop=stop),
     )
+
+
+def _scheduler_state(scheduler: Any) -> list[SchedulerState]:
+    """First in the callback list, in a new sweep and its resume alike: Tune restores callback
+    states by position. FIFO has no state to keep."""
+    # type(), not isinstance: Ray's Hyperband and ASHA schedulers subclass FIFOScheduler.
+    return [] if scheduler is None or type(scheduler) is FIFOScheduler else [SchedulerState(scheduler)]
 
 
 def _save_config(prepared: PreparedSweep) -> None:

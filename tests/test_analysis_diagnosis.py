@@ -283,3 +283,14 @@ def test_errored_trials_say_why_and_one_without_epochs_still_gets_a_row():
         m.INCONCLUSIVE, 0, m.ERRORED, 0)
     assert none["evidence"] == "errored before its first epoch: torch.OutOfMemoryError: CUDA out of memory"
     assert list(table.index) == ["good", "over", "short", "none"]
+
+
+def test_the_gap_is_read_from_its_minimum_on_and_says_it_is_smoothed():
+    # A gap that wobbled over the threshold at epoch 2, fell back, then grew: the overfitting shows
+    # where it grew (epoch 8), not at the wobble before its minimum (found by review).
+    gap = np.array([0.0, 0.2, 0.2, 0.1, 0.1, 0.1, 0.1, 0.2, 0.3, 0.4, 0.5, 0.5])
+    n = len(gap)
+    loss = np.linspace(1.5, 1.0, n)
+    recs = records("wobble", loss, 0.4 + gap, loss + 0.05, np.full(n, 0.4))
+    evidence = verdicts(recs)[1].loc["wobble", "evidence"]
+    assert "running medians over 3 epochs" in evidence and "first >= 0.15 at epoch 8" in evidence

@@ -69,7 +69,9 @@ def test_report_cli_tags_children_and_logs_report_idempotently(sweep, tmp_path, 
 
     for _ in range(2):  # a re-run must update, never duplicate
         assert main([EXPERIMENT, "--tracking-uri", uri, "--out", str(tmp_path / "report")]) == 0
-    assert "2 trials" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 trials" in out
+    assert f"MLflow experiment '{EXPERIMENT}': its latest sweep, {SWEEP} (parent run " in out  # which one it read
     tags = _tags(uri)
     assert len(tags) == 2
     for trial_tags in tags.values():

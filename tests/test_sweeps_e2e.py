@@ -193,7 +193,8 @@ def test_a_sweep_interrupted_in_its_last_trial_is_reported_interrupted(ray_sessi
     # The live trial is labelled as cut off, not by its last result (stopped_early or completed).
     states = outcome.summary.table[metrics.END_STATE_TAG].tolist()
     assert outcome.cut_off == 1 and sorted(states) == [metrics.COMPLETED, metrics.INTERRUPTED], states
-    assert f"1 cut off mid-training (listed as {metrics.INTERRUPTED}" in report_text(outcome)
+    text = report_text(outcome)
+    assert "1 cut off: " in text and f"(listed as {metrics.INTERRUPTED}; --resume continues them)" in text, text
 
 
 def test_forced_state_snapshots_do_not_flood_the_output(ray_session, data, tmp_path, monkeypatch, caplog):

@@ -80,3 +80,34 @@ def test_resume_finishes_an_interrupted_sweep_without_redoing_finished_trials(ci
                              capture_output=True, text=True, timeout=120)
     assert changed.returncode == 2 and f"--num-samples {TRIALS + 1} (saved: --num-samples {TRIALS})" in changed.stderr, changed.stderr
     assert "Started a local Ray" not in changed.stdout + changed.stderr
+
+
+def test_a_hyperband_sweep_interrupted_with_trials_paused_at_rungs_resumes_to_the_end(cifar_dir, tmp_path):
+    """Tune restores no scheduler state: a resumed Hyperband used to deal its trials into new
+    brackets behind their epochs and wait forever on trials it never unpaused (found by review:
+    the resume hung with trials PAUSED at epoch 9). sweeps.scheduler_state carries the brackets."""
+    trials, epochs = 6, 9
+    cli = [sys.executable, "-m", "sweeps.cifar", "--smoke", "--search", "random", "--scheduler", "hyperband",
+           "--num-samples", str(trials), "--max-epochs", str(epochs), "--subset", "2000", "--no-mlflow",
+           "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path), "--name", "hb", "--verbose", "0"]
+    env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
+    experiment = tmp_path / "hb"
+    proc = subprocess.Popen(cli, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = _epochs_by_trial(experiment).values()
+        # One trial through its bracket's last rung while others wait, paused, at theirs.
+        if max(done, default=0) >= epochs and sum(1 <= n < epochs for n in done) >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, f"the sweep ended before it could be interrupted:\n{proc.communicate()[0][-3000:]}"
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=180)[0]
+    assert proc.returncode == 130, output[-3000:]
+
+    resumed = subprocess.run([*cli, "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"Sweep finished: {trials} trials, 0 errored." in resumed.stdout, resumed.stdout[-3000:]
+    table = pd.read_csv(experiment / SUMMARY_CSV)
+    assert set(table[metrics.END_STATE_TAG]) <= {metrics.COMPLETED, metrics.STOPPED_EARLY}
+    assert (table[metrics.END_STATE_TAG] == metrics.STOPPED_EARLY).any()  # its brackets still halved

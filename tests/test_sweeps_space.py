@@ -118,7 +118,7 @@ FILE_WITH_POINTS = ("lr: {loguniform: [1.0e-3, 1.0]}\nbatch_size: {choice: [64, 
     ("[{lr: 0.05, batch_size: 128, filters: 16}]", "its key `filters` is not a sampled entry.*Drop `filters`"),
     ("[{lr: 0.05, batch_size: 128, learning_rate: 1}]", "`learning_rate` is not a hyperparameter"),
     ("[{lr: 5.0, batch_size: 128}]", "`lr` is 5.0, but the starting point .* lies outside loguniform"),
-    ("[{lr: 0.05}]", "`batch_size` is None, but the starting point"),
+    ("[{lr: 0.05}]", "`points_to_evaluate` is {.lr.: 0.05}, but it gives no value for `batch_size`, which the space samples"),
 ])
 def test_bad_starting_points_in_a_file_are_rejected_naming_the_fix(tmp_path, points, message):
     (tmp_path / "s.yaml").write_text(FILE_WITH_POINTS.split("points_to_evaluate")[0] + f"points_to_evaluate: {points}\n")

@@ -38,3 +38,19 @@ def test_error_lines_group_trials_by_error_most_frequent_first():
     assert lines[2] == "  ValueError: a  [t0]"
     assert "1 more distinct errors" in lines[3] and len(lines) == 4
     assert error_lines(table[table[metrics.END_STATE_TAG] == metrics.COMPLETED]) == []
+
+
+def test_an_interrupt_says_which_trials_had_run_and_ranks_only_those():
+    from sweeps.summary import EPOCHS_RUN, SweepSummary, format_summary
+
+    table = pd.DataFrame({metrics.TRIAL_ID: ["a", "b", "c", "d"],
+                          metrics.END_STATE_TAG: [metrics.INTERRUPTED, metrics.INTERRUPTED, metrics.INTERRUPTED,
+                                                  metrics.STOPPED_EARLY],
+                          metrics.BEST_VAL_ACC: [0.4, 0.3, float("nan"), 0.2], EPOCHS_RUN: [9, 3, 0, 1],
+                          "trial_seconds": [9.0, 3.0, 0.0, 1.0], ERROR: ["", "", "", ""]})
+    text = format_summary(SweepSummary(table=table, experiment_path="/x"), top_k=5, storage_path="/s",
+                          interrupted=True, cut_off=3)
+    assert ("3 cut off: 2 after some epochs (mid-training or paused at a rung) and 1 with no epoch yet "
+            f"(listed as {metrics.INTERRUPTED}; --resume continues them)") in text
+    top = text.split("Top ")[1]
+    assert "Top 3 trials" in text and " c " not in top.split("Compute")[0]
