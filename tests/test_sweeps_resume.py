@@ -39,6 +39,19 @@ def _finished_trials(experiment: Path) -> set[str]:
     return {p.parent.name for p in experiment.glob("*/result.json") if any(p.parent.name.endswith(t) for t in done)}
 
 
+def _interrupt_when(cli: list[str], *, env: dict, cwd: Path, experiment: Path, ready) -> tuple[int, str]:
+    """Run the CLI and send it SIGINT (what Ctrl-C does: Tune saves its state and stops) once
+    ``ready`` holds for the epochs run per trial; its exit code and output."""
+    proc = subprocess.Popen(cli, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and not ready(list(_epochs_by_trial(experiment).values())):
+        time.sleep(0.2)
+    assert proc.poll() is None, f"the sweep ended before it could be interrupted:\n{proc.communicate()[0][-3000:]}"
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=180)[0]
+    return proc.returncode, output
+
+
 def test_resume_finishes_an_interrupted_sweep_without_redoing_finished_trials(cifar_dir, tmp_path):
     cli = [sys.executable, "-m", "sweeps.cifar", "--smoke", "--search", "random", "--scheduler", "fifo",
            "--num-samples", str(TRIALS), "--max-epochs", str(EPOCHS), "--max-concurrent", "1", "--subset", "500",
@@ -46,16 +59,9 @@ def test_resume_finishes_an_interrupted_sweep_without_redoing_finished_trials(ci
     env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
     experiment = tmp_path / "interrupted"
     # cwd=tmp_path: the CLI's default MLflow store is ./mlflow.db, which must not be the checkout's.
-    proc = subprocess.Popen(cli, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        if sum(n == EPOCHS for n in _epochs_by_trial(experiment).values()) >= 1:
-            break
-        time.sleep(0.5)
-    assert proc.poll() is None, f"the sweep ended before it could be interrupted:\n{proc.communicate()[0][-3000:]}"
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C does: Tune saves its state and stops
-    output = proc.communicate(timeout=180)[0]
-    assert proc.returncode == 130 and "--resume --name interrupted" in output, output[-3000:]
+    returncode, output = _interrupt_when(cli, env=env, cwd=tmp_path, experiment=experiment,
+                                         ready=lambda done: sum(n == EPOCHS for n in done) >= 1)
+    assert returncode == 130 and "--resume --name interrupted" in output, output[-3000:]
     assert "Sweep interrupted: " in output and "Sweep finished" not in output, output[-3000:]
     before = _lines_by_trial(experiment)
     finished = _finished_trials(experiment)
@@ -92,18 +98,11 @@ def test_a_hyperband_sweep_interrupted_with_trials_paused_at_rungs_resumes_to_th
            "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path), "--name", "hb", "--verbose", "0"]
     env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
     experiment = tmp_path / "hb"
-    proc = subprocess.Popen(cli, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        done = _epochs_by_trial(experiment).values()
-        # One trial through its bracket's last rung while others wait, paused, at theirs.
-        if max(done, default=0) >= epochs and sum(1 <= n < epochs for n in done) >= 2:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, f"the sweep ended before it could be interrupted:\n{proc.communicate()[0][-3000:]}"
-    proc.send_signal(signal.SIGINT)
-    output = proc.communicate(timeout=180)[0]
-    assert proc.returncode == 130, output[-3000:]
+    # Interrupted with one trial through its bracket's last rung while others wait, paused, at theirs.
+    returncode, output = _interrupt_when(
+        cli, env=env, cwd=tmp_path, experiment=experiment,
+        ready=lambda done: max(done, default=0) >= epochs and sum(1 <= n < epochs for n in done) >= 2)
+    assert returncode == 130, output[-3000:]
 
     resumed = subprocess.run([*cli, "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
