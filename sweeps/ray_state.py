@@ -68,7 +68,9 @@ def resume_progress(statuses: Iterable[str], *, expected: int) -> str:
                 "saved results")
     parts = [f"{done} of {total} trials had finished (kept as they are)"]
     if unfinished:
-        parts.append(f"{unfinished} unfinished continue from their last checkpoint")
+        # PENDING says nothing of whether a trial ever ran (Hyperband requeues unpaused ones as PENDING).
+        parts.append(f"{unfinished} unfinished continue (from their last checkpoint; those that never ran, from "
+                     "the start)")
     if errored:
         parts.append(f"{errored} errored run again from their last checkpoint")
     if unsampled:

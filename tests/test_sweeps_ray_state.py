@@ -47,8 +47,9 @@ def test_progress_of_a_finished_sweep_says_nothing_is_left() -> None:
 
 def test_progress_counts_what_is_kept_and_what_runs_again() -> None:
     line = resume_progress(["TERMINATED", "TERMINATED", "RUNNING", "PAUSED", "PENDING", "ERROR"], expected=8)
-    assert line == ("2 of 8 trials had finished (kept as they are); 3 unfinished continue from their last "
-                    "checkpoint; 1 errored run again from their last checkpoint; 2 not started yet")
+    assert line == ("2 of 8 trials had finished (kept as they are); 3 unfinished continue (from their last "
+                    "checkpoint; those that never ran, from the start); 1 errored run again from their last "
+                    "checkpoint; 2 not started yet")
 
 
 def test_progress_before_any_trial_was_created() -> None:
