@@ -48,7 +48,10 @@ def error_line(text: str) -> str:
 def folder_trial_id(folder: Path) -> str:
     """The trial id of a Ray trial folder: its first result's, else the one in its name, else the name."""
     result = folder / "result.json"
-    first = result.read_text().split("\n", 1)[0].strip() if result.is_file() else ""
+    first = ""
+    if result.is_file():
+        with result.open() as lines:  # the first line only: result.json grows by a line an epoch
+            first = lines.readline().strip()
     if first:
         try:
             return str(json.loads(first)[m.TRIAL_ID])
@@ -58,14 +61,21 @@ def folder_trial_id(folder: Path) -> str:
     return match.group(1) if match else folder.name
 
 
+def folder_error(folder: Path) -> str | None:
+    """The error line of a Ray trial folder; None when it holds no (readable) error file."""
+    try:
+        text = (folder / ERROR_FILE).read_text(errors="replace")
+    except OSError:
+        return None
+    return error_line(text) or f"(empty {ERROR_FILE})"
+
+
 def trial_errors(experiment_dir: str | Path) -> dict[str, str]:
     """Trial id -> the error line of every trial folder under ``experiment_dir`` that holds an
     error file. A trial Ray retried to success keeps its file, so read these with its end state."""
     found = {}
     for error_file in sorted(Path(experiment_dir).glob(f"*/{ERROR_FILE}")):
-        try:
-            line = error_line(error_file.read_text(errors="replace"))
-        except OSError:
-            continue
-        found[folder_trial_id(error_file.parent)] = line or f"(empty {ERROR_FILE})"
+        error = folder_error(error_file.parent)
+        if error is not None:
+            found[folder_trial_id(error_file.parent)] = error
     return found

@@ -9,6 +9,7 @@ re-running the analysis updates a sweep's runs and never duplicates anything.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from urllib.parse import urlsplit
@@ -158,8 +159,17 @@ def _run_records(client: "MlflowClient", run: "Run") -> list[dict[str, Any]]:
     return [{m.TRIAL_ID: trial_id, m.EPOCH: step, **values, **config} for step, values in sorted(by_step.items())]
 
 
-def load_mlflow(ref: str, *, tracking_uri: str | None = None) -> pd.DataFrame:
-    """The tidy frame of a sweep logged to MLflow (``ref``: parent run id or experiment name)."""
+@dataclass(frozen=True)
+class MlflowSweep:
+    """A sweep read back from MLflow: its parent run, the tidy frame and its errored trials' errors."""
+
+    parent: "Run"
+    frame: pd.DataFrame
+    errors: dict[str, str]  # trial id -> TAG_ERROR (a run logged before the sweep wrote it: a hint)
+
+
+def read_sweep(ref: str, *, tracking_uri: str | None = None) -> MlflowSweep:
+    """The sweep ``ref`` names (parent run id, or experiment name: its latest sweep), in one pass."""
     client = client_for(tracking_uri)
     parent = resolve_parent(client, ref)
     children = child_runs(client, parent)
@@ -167,27 +177,21 @@ def load_mlflow(ref: str, *, tracking_uri: str | None = None) -> pd.DataFrame:
         raise ValueError(f"The parent run {parent.info.run_id} has no child runs (tag mlflow.parentRunId); "
                          "nothing to analyse. Check that the sweep logged its trials.")
     records = [record for run in children for record in _run_records(client, run)]
-    errors = _errors_of(children)
+    errors = {run.data.tags.get(m.TAG_TRIAL_ID, run.info.run_name):
+              run.data.tags.get(m.TAG_ERROR) or "(no error text logged; see the trial folder's error.txt)"
+              for run in children if run.data.tags.get(m.END_STATE_TAG) == m.ERRORED}
     if not records and errors:
         raise ValueError(f"No trial of the parent run {parent.info.run_id} logged any epoch: {len(errors)} of its "
                          f"{len(children)} trials errored before their first, e.g. {next(iter(errors.values()))!r}. "
                          "Fix that and run the sweep again.")
     end_states = {run.data.tags.get(m.TAG_TRIAL_ID, run.info.run_name): run.data.tags[m.END_STATE_TAG]
                   for run in children if m.END_STATE_TAG in run.data.tags}
-    return tidy(records, end_states=end_states)
+    return MlflowSweep(parent, tidy(records, end_states=end_states), errors)
 
 
-def _errors_of(children: Iterable["Run"]) -> dict[str, str]:
-    return {run.data.tags.get(m.TAG_TRIAL_ID, run.info.run_name):
-            run.data.tags.get(m.TAG_ERROR) or "(no error text logged; see the trial folder's error.txt)"
-            for run in children if run.data.tags.get(m.END_STATE_TAG) == m.ERRORED}
-
-
-def trial_errors(ref: str, *, tracking_uri: str | None = None) -> dict[str, str]:
-    """Trial id -> error line of the sweep's errored trials (their ``TAG_ERROR``, which the sweep
-    writes when a trial errors; a run logged before it did says only that it errored)."""
-    client = client_for(tracking_uri)
-    return _errors_of(child_runs(client, resolve_parent(client, ref)))
+def load_mlflow(ref: str, *, tracking_uri: str | None = None) -> pd.DataFrame:
+    """The tidy frame of a sweep logged to MLflow (``ref``: parent run id or experiment name)."""
+    return read_sweep(ref, tracking_uri=tracking_uri).frame
 
 
 def _clip(text: str) -> str:

@@ -333,15 +333,13 @@ def _run(args: argparse.Namespace, *, source: Path, out: Path, thresholds: Diagn
                       "diagnosis and no MLflow tags.")
     elif args.tracking_uri:
         from analysis import mlflow_io
-        from analysis.mlflow_io import load_mlflow
 
-        frame, parent_ref = load_mlflow(args.sweep, tracking_uri=args.tracking_uri), args.sweep
-        chosen = mlflow_io.resolve_parent(mlflow_io.client_for(args.tracking_uri), args.sweep)
-        if chosen.info.run_id != args.sweep:  # an experiment name: say which of its sweeps this is
+        sweep = mlflow_io.read_sweep(args.sweep, tracking_uri=args.tracking_uri)
+        frame, errors, parent_ref = sweep.frame, sweep.errors, sweep.parent.info.run_id
+        if parent_ref != args.sweep:  # an experiment name: say which of its sweeps this is
             print(f"MLflow experiment {args.sweep!r}: its latest sweep, "
-                  f"{chosen.data.tags.get(m.TAG_SWEEP_NAME, '?')} (parent run {chosen.info.run_id}); pass a parent "
+                  f"{sweep.parent.data.tags.get(m.TAG_SWEEP_NAME, '?')} (parent run {parent_ref}); pass a parent "
                   "run id to report on another.")
-        errors = mlflow_io.trial_errors(args.sweep, tracking_uri=args.tracking_uri)
     else:
         raise ValueError(f"{args.sweep!r} is not a folder. Pass a Ray experiment folder or a sweeps.compare "
                          "folder, or an MLflow experiment name / parent run id together with --tracking-uri.")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
-from analysis.errors import ERROR_FILE, error_line
+from analysis.errors import ERROR_FILE, folder_error
 from analysis.frames import recorded_end_states
 from sweeps.config import CONFIG_FILE, is_uri
 from sweeps.ray_state import ERROR, PAUSED, STATE_GLOB, TERMINATED, saved_trials
@@ -98,10 +98,8 @@ def read_trials(folder: Path) -> list[RayTrial]:
         if not status:  # no state file: judge by Ray's error file and the results
             status = ERROR if (sub / ERROR_FILE).exists() else TERMINATED if results else "PENDING"
         config = json.loads(params.read_text()) if params.is_file() else dict(results[-1].get("config", {}))
-        error_file = sub / ERROR_FILE
-        error = error_line(error_file.read_text(errors="replace")) if error_file.is_file() else ""
         trials.append(RayTrial(trial_id, config, [{k: v for k, v in r.items() if k != "config"} for r in results],
-                               status, summary.get(trial_id), error))
+                               status, summary.get(trial_id), folder_error(sub) or ""))
     return trials
 
 
