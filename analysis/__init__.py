@@ -26,6 +26,7 @@ _EXPORTS = {
     "final_rows": "analysis.frames",
     "tidy": "analysis.frames",
     "load_comparison_trials": "analysis.frames",
+    "load_comparison_errors": "analysis.frames",
     "load_mlflow": "analysis.mlflow_io",
     "write_diagnosis_tags": "analysis.mlflow_io",
     "log_report": "analysis.mlflow_io",

@@ -268,16 +268,23 @@ def errored_before_first_epoch(trial_id: str, error: str) -> Diagnosis:
                      {N_EPOCHS: 0.0})
 
 
-def diagnose(frame: pd.DataFrame, *, thresholds: DiagnosisThresholds | None = None,
-             errors: Mapping[str, str] | None = None) -> pd.DataFrame:
+def diagnose(frame: pd.DataFrame | None, *, thresholds: DiagnosisThresholds | None = None,
+             errors: Mapping[str, str] | None = None,
+             origins: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """One row per trial: verdict, epoch, evidence, advice, the facts, end_state and config.
 
     ``errors``: trial id -> its error line (``analysis.errors``). An errored trial's evidence ends
     with it, and a trial in ``errors`` without a row in ``frame`` (it failed before its first epoch)
-    gets a row of its own, so every trial a sweep started has a diagnosis.
+    gets a row of its own, so every trial a sweep started has a diagnosis. ``origins``: trial id ->
+    the columns such a row cannot take from ``frame`` (a comparison's strategy and seed). ``frame``
+    may be None when every trial failed before its first epoch.
     """
     errors = dict(errors or {})
     th = thresholds or DiagnosisThresholds()
+    if frame is None:
+        if not errors:
+            raise ValueError("diagnose needs a trial frame, or the errors of trials that never reported an epoch.")
+        frame = pd.DataFrame({m.TRIAL_ID: [], m.EPOCH: [], m.TRAIN_ACC: []})
     require_columns(frame, (m.TRIAL_ID, m.EPOCH, m.TRAIN_ACC), what="diagnose")
     best = best_train_acc_by_epoch(frame, window=th.smoothing_window)
     best_val = (best_train_acc_by_epoch(frame, window=th.smoothing_window, metric=m.VAL_ACC)
@@ -302,6 +309,6 @@ def diagnose(frame: pd.DataFrame, *, thresholds: DiagnosisThresholds | None = No
     for trial_id, error in sorted(errors.items()):
         if trial_id not in seen:
             d = errored_before_first_epoch(trial_id, error)
-            out.append({m.TRIAL_ID: d.trial_id, VERDICT: d.verdict, DIAGNOSIS_EPOCH: d.epoch, END_STATE: m.ERRORED,
+            out.append({m.TRIAL_ID: d.trial_id, **(origins or {}).get(trial_id, {}), VERDICT: d.verdict, DIAGNOSIS_EPOCH: d.epoch, END_STATE: m.ERRORED,
                         SIGNALS: "", EVIDENCE: d.evidence, ADVICE: d.advice, **d.facts})
     return pd.DataFrame(out)

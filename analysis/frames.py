@@ -227,6 +227,23 @@ def _finished_sweeps(folder: Path, *, strategy_col: str, seed_col: str) -> set[t
     return {(str(a), int(b)) for a, b in zip(rows[strategy_col], rows[seed_col])}
 
 
+def _comparison_experiments(folder: Path, *, strategy_col: str, seed_col: str) -> list[tuple[Path, str, int]]:
+    """(Ray experiment folder, strategy, seed) of each sweep the comparison finished, where it stored them."""
+    names = _strategy_names(folder)
+    stamp = str(_saved_settings(folder).get("stamp") or "")
+    finished = _finished_sweeps(folder, strategy_col=strategy_col, seed_col=seed_col)
+    found = []
+    for results in comparison_results_dirs(folder)[:1]:
+        for experiment in sorted(results.glob(f"compare-*{stamp}")):
+            match = _COMPARE_EXPERIMENT.match(experiment.name)
+            if match is None or not experiment.is_dir():
+                continue
+            strategy, seed = names.get(match["strategy"], match["strategy"]), int(match["seed"])
+            if finished is None or (strategy, seed) in finished:
+                found.append((experiment, strategy, seed))
+    return found
+
+
 def load_comparison_trials(folder: str | Path, *, strategy_col: str, seed_col: str) -> pd.DataFrame | None:
     """All trials of a sweeps.compare folder's Ray experiments, with strategy and seed columns.
 
@@ -234,21 +251,32 @@ def load_comparison_trials(folder: str | Path, *, strategy_col: str, seed_col: s
     of the comparison is there. Trial ids are prefixed with the experiment name, as two experiments
     may reuse one.
     """
-    names = _strategy_names(Path(folder))
-    stamp = str(_saved_settings(Path(folder)).get("stamp") or "")
-    finished = _finished_sweeps(Path(folder), strategy_col=strategy_col, seed_col=seed_col)
     frames = []
-    for results in comparison_results_dirs(folder)[:1]:
-        for experiment in sorted(results.glob(f"compare-*{stamp}")):
-            match = _COMPARE_EXPERIMENT.match(experiment.name)
-            if match is None or not experiment.is_dir() or not any(experiment.glob("*/result.json")):
-                continue
-            strategy, seed = names.get(match["strategy"], match["strategy"]), int(match["seed"])
-            if finished is not None and (strategy, seed) not in finished:
-                continue
-            frame = load_ray_results(experiment)
-            frame[m.TRIAL_ID] = experiment.name + "/" + frame[m.TRIAL_ID]
-            frame.insert(1, strategy_col, strategy)
-            frame.insert(2, seed_col, seed)
-            frames.append(frame)
+    for experiment, strategy, seed in _comparison_experiments(Path(folder), strategy_col=strategy_col,
+                                                              seed_col=seed_col):
+        # A sweep whose every trial failed before its first epoch has no rows (its errors do:
+        # load_comparison_errors); load_ray_results would refuse it.
+        if not any(p.stat().st_size for p in experiment.glob("*/result.json")):
+            continue
+        frame = load_ray_results(experiment)
+        frame[m.TRIAL_ID] = experiment.name + "/" + frame[m.TRIAL_ID]
+        frame.insert(1, strategy_col, strategy)
+        frame.insert(2, seed_col, seed)
+        frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def load_comparison_errors(folder: str | Path, *, strategy_col: str,
+                           seed_col: str) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """The errors of a sweeps.compare folder's trials, ids prefixed as ``load_comparison_trials``
+    does: (trial id -> error line, trial id -> its strategy and seed). The second is what a trial
+    that failed before its first epoch has no row to carry."""
+    errors: dict[str, str] = {}
+    origins: dict[str, dict[str, Any]] = {}
+    for experiment, strategy, seed in _comparison_experiments(Path(folder), strategy_col=strategy_col,
+                                                              seed_col=seed_col):
+        for trial_id, error in trial_errors(experiment).items():
+            key = f"{experiment.name}/{trial_id}"
+            errors[key] = error
+            origins[key] = {strategy_col: strategy, seed_col: seed}
+    return errors, origins

@@ -22,7 +22,8 @@ import pandas as pd
 
 from analysis.diagnosis import ADVICE, DIAGNOSIS_EPOCH, EVIDENCE, N_EPOCHS, VERDICT, diagnose
 from analysis.errors import trial_errors
-from analysis.frames import END_STATE, load_comparison_trials, load_ray_results, trial_folders
+from analysis.frames import (END_STATE, load_comparison_errors, load_comparison_trials, load_ray_results,
+                             trial_folders)
 from analysis.strategies import (SEED, STRATEGY, format_strategy_table, is_comparison_folder, load_comparison,
                                  strategy_table)
 from analysis.thresholds import DiagnosisThresholds, thresholds_from_json, thresholds_from_mapping
@@ -136,20 +137,23 @@ def _save(fig, path: Path) -> Path:
 
 def build_report(frame: pd.DataFrame | None, *, out_dir: str | Path, thresholds: DiagnosisThresholds | None = None,
                  comparison_dir: str | Path | None = None, title: str = "Sweep report",
-                 errors: Mapping[str, str] | None = None) -> Report:
+                 errors: Mapping[str, str] | None = None,
+                 origins: Mapping[str, Mapping[str, object]] | None = None) -> Report:
     """Diagnose ``frame`` (may be None for a comparison only), plot, and write the report folder.
-    ``errors``: trial id -> error line of the sweep's failed trials (see ``diagnosis.diagnose``)."""
+    ``errors``: trial id -> error line of the sweep's failed trials; ``origins``: trial id -> the
+    strategy and seed of a comparison's trials that failed before an epoch (see ``diagnosis.diagnose``)."""
     from analysis import plots  # matplotlib only when a report is drawn
 
-    if frame is None and comparison_dir is None:
+    if frame is None and comparison_dir is None and not errors:
         raise ValueError("build_report needs a trial frame, a comparison folder, or both.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out_dir=out, html=out / REPORT_HTML, diagnoses=None)
     captions = {}
-    if frame is not None:
-        report.diagnoses = diagnose(frame, thresholds=thresholds, errors=errors)
+    if frame is not None or errors:  # errors alone: every trial failed before its first epoch
+        report.diagnoses = diagnose(frame, thresholds=thresholds, errors=errors, origins=origins)
         report.diagnoses.to_csv(out / DIAGNOSES_CSV, index=False)
+    if frame is not None:
         chosen = curve_trials(report.diagnoses)
         figures = {"curves": plots.plot_curves(frame, chosen, diagnoses=report.diagnoses),
                    "gap": plots.plot_gap(frame, diagnoses=report.diagnoses),
@@ -319,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, *, source: Path, out: Path, thresholds: DiagnosisThresholds) -> int:
     comparison = args.compare or (str(source) if source.is_dir() and is_comparison_folder(source) else None)
-    frame, parent_ref, sweep_name, errors = None, None, None, {}
+    frame, parent_ref, sweep_name, errors, origins = None, None, None, {}, {}
     if source.is_dir():
         if _has_trials(source) or comparison is None:
             frame = load_ray_results(source)  # raises with a hint when the folder holds no trials
@@ -327,14 +331,26 @@ def _run(args: argparse.Namespace, *, source: Path, out: Path, thresholds: Diagn
             sweep_name = source.resolve().name
         else:  # a comparison folder: diagnose its sweeps' trials too, when their Ray results are there
             frame = load_comparison_trials(source, strategy_col=STRATEGY, seed_col=SEED)
-            if frame is None:
+            errors, origins = load_comparison_errors(source, strategy_col=STRATEGY, seed_col=SEED)
+            if frame is None and not errors:
                 print(f"No Ray results of the comparison's sweeps found (looked in its --storage-path and "
                       f"{source / 'ray_results'}): the report has the strategy table only, no per-trial "
                       "diagnosis and no MLflow tags.")
     elif args.tracking_uri:
         from analysis import mlflow_io
 
-        sweep = mlflow_io.read_sweep(args.sweep, tracking_uri=args.tracking_uri)
+        try:
+            sweep = mlflow_io.read_sweep(args.sweep, tracking_uri=args.tracking_uri)
+        except ValueError:  # no such run or experiment, no epochs: main names the fix
+            raise
+        except Exception as exc:  # the server went down after the up-front check, a timeout, auth
+            from analysis.mlflow_store import failure_reason
+            from analysis.redact import redact_uri
+
+            print(f"MLflow at {redact_uri(args.tracking_uri)!r} failed while the sweep was read "
+                  f"({failure_reason(exc)}). Nothing was written; run the same command again once MLflow "
+                  "works, or pass the sweep's Ray experiment folder instead.", file=sys.stderr)
+            return 1
         frame, errors, parent_ref = sweep.frame, sweep.errors, sweep.parent.info.run_id
         if parent_ref != args.sweep:  # an experiment name: say which of its sweeps this is
             print(f"MLflow experiment {args.sweep!r}: its latest sweep, "
@@ -344,10 +360,10 @@ def _run(args: argparse.Namespace, *, source: Path, out: Path, thresholds: Diagn
         raise ValueError(f"{args.sweep!r} is not a folder. Pass a Ray experiment folder or a sweeps.compare "
                          "folder, or an MLflow experiment name / parent run id together with --tracking-uri.")
     report = build_report(frame, out_dir=out, thresholds=thresholds, comparison_dir=comparison,
-                          title=f"Sweep report: {source.name or args.sweep}", errors=errors)
+                          title=f"Sweep report: {source.name or args.sweep}", errors=errors, origins=origins)
     print(report.summary)
     print(f"Report: {report.html}")
-    if args.tracking_uri and not args.no_mlflow and frame is not None:
+    if args.tracking_uri and not args.no_mlflow and report.diagnoses is not None:
         try:
             parents, tagged = publish(report, tracking_uri=args.tracking_uri, parent_ref=parent_ref,
                                       sweep_name=sweep_name)

@@ -396,3 +396,67 @@ def test_mlflow_failing_midway_keeps_the_report_and_says_how_to_publish_it(ray_f
     assert len(err.splitlines()) == 1, err
     assert f"The report is at {out / 'report.html'}" in err and "run the same command again" in err
     assert (out / "report.html").is_file() and (out / "diagnoses.csv").is_file()
+
+
+def test_a_comparisons_errored_trials_get_their_error_and_strategy_even_before_an_epoch(tmp_path, capsys):
+    cmp = comparison_folder(tmp_path / "cmp")
+    results = cmp / "ray_results"
+    rows = {t: [{k: v for k, v in r.items() if k != m.TRIAL_ID} for r in good()] for t in ("a", "b")}
+    write_ray_folder(results / "compare-random-seed0-20260101", rows, errored=("b",))
+    failed = results / "compare-random-seed0-20260101" / "train_ab12c_00002_2"  # failed before its first report
+    failed.mkdir()
+    (failed / "result.json").write_text("")
+    (failed / "error.txt").write_text("Failure # 1 (occurred at x)\nRuntimeError: no CUDA GPUs\n")
+    # A sweep of the comparison whose only trial failed before its first epoch.
+    only = results / "compare-hyperopt-seed1-20260101" / "train_ab12c_00000_0"
+    only.mkdir(parents=True)
+    (only / "result.json").write_text("")
+    (only / "error.txt").write_text("Failure # 1 (occurred at x)\nValueError: the space is bad\n")
+    assert main([str(cmp), "--out", str(tmp_path / "out")]) == 0
+    diagnoses = pd.read_csv(tmp_path / "out" / "diagnoses.csv").set_index(m.TRIAL_ID)
+    assert len(diagnoses) == 4
+    assert diagnoses.loc["compare-random-seed0-20260101/b", "evidence"].endswith("; errored: boom")
+    before = diagnoses.loc["compare-random-seed0-20260101/ab12c_00002"]
+    assert (before["strategy"], before["seed"], before[m.TAG_DIAGNOSIS]) == ("random", 0, m.INCONCLUSIVE)
+    assert "RuntimeError: no CUDA GPUs" in before["evidence"]
+    only_row = diagnoses.loc["compare-hyperopt-seed1-20260101/ab12c_00000"]
+    assert (only_row["strategy"], only_row["seed"]) == ("hyperopt", 1)
+    assert "ValueError: the space is bad" in only_row["evidence"]
+    out = capsys.readouterr().out
+    assert "  hyperopt (1 trials): 1 inconclusive\n" in out and "3 trials errored (2 before their first epoch)" in out
+
+
+def test_a_comparison_whose_every_trial_failed_before_an_epoch_is_still_diagnosed(tmp_path, capsys):
+    cmp = comparison_folder(tmp_path / "cmp")
+    only = cmp / "ray_results" / "compare-random-seed2-20260101" / "train_ab12c_00000_0"
+    only.mkdir(parents=True)
+    (only / "result.json").write_text("")
+    (only / "error.txt").write_text("Failure # 1 (occurred at x)\nRuntimeError: no CUDA GPUs\n")
+    assert main([str(cmp), "--out", str(tmp_path / "out")]) == 0
+    diagnoses = pd.read_csv(tmp_path / "out" / "diagnoses.csv")
+    assert list(diagnoses["strategy"]) == ["random"] and "no CUDA GPUs" in diagnoses["evidence"][0]
+    assert "No Ray results" not in capsys.readouterr().out
+
+
+def test_mlflow_failing_while_the_sweep_is_read_names_it_without_a_traceback(tmp_path, capsys):
+    import sqlite3
+
+    from mlflow import MlflowClient
+
+    db = tmp_path / "mlflow.db"
+    client = MlflowClient(f"sqlite:///{db}")
+    experiment = client.create_experiment("e")
+    parent = client.create_run(experiment, tags={m.TAG_ROLE: m.ROLE_PARENT})
+    child = client.create_run(experiment, tags={"mlflow.parentRunId": parent.info.run_id, m.TAG_TRIAL_ID: "a"})
+    client.log_metric(child.info.run_id, m.VAL_ACC, 0.5, step=1)
+    # The store answers the up-front check, then fails on the metric history: a real store error
+    # after the check, as a server that goes down mid-read gives.
+    with sqlite3.connect(db) as connection:
+        connection.execute("DROP TABLE metrics")
+    capsys.readouterr()
+    assert main([parent.info.run_id, "--tracking-uri", f"sqlite:///{db}", "--out", str(tmp_path / "out")]) == 1
+    # MLflow's SQL store logs the database error with its traceback itself; ours is one line, last.
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "failed while the sweep was read" in err and "no such table: metrics" in err
+    assert "Ray experiment folder" in err and "run the same command again" in err
+    assert not (tmp_path / "out").exists()
