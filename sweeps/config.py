@@ -14,7 +14,9 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import parse_qsl, urlsplit
 
+from analysis.redact import redact_uri
 from trainables.paths import folder_problem
 
 SEARCHES = ("hyperopt", "random", "grid")
@@ -83,6 +85,17 @@ def _check_storage_path(path: str) -> None:
         _fail("storage_path", path, "looks like a URI with one slash after the scheme, which would be read as a "
               "local folder", f"Write {typo.group(1)}://{path[typo.end():]}.")
     if is_uri(path):
+        query = urlsplit(path).query
+        if query:
+            # The sweep's folders are <storage>/<name>/<trial>: joined onto a URI's path, a query
+            # (s3://b/p?endpoint_override=…) would end up inside them. pyarrow, which Ray and these
+            # sweeps read storage with, takes the same options from the environment instead.
+            names = ", ".join(dict.fromkeys(k for k, _ in parse_qsl(query, keep_blank_values=True))) or query
+            # Named, not shown: a query can hold credentials (secret_key=…); redact_uri masks them.
+            _fail("storage_path", redact_uri(path), f"has query options ({names}), which the sweep cannot carry into the "
+                  "folders it makes under it", "Drop the '?…' part and set the options in the environment of "
+                  "every node instead, e.g. AWS_ENDPOINT_URL=http://minio:9000 and AWS_DEFAULT_REGION for an "
+                  "S3-compatible store.")
         return
     problem = folder_problem(Path(os.path.expanduser(path.removeprefix("file://"))))
     if problem:

@@ -50,6 +50,9 @@ def test_smoke_and_grid_defaults_and_explicit_flags_win():
     ({"startup_trials": 10, "num_samples": 10}, "`startup_trials` is 10, but must be below --num-samples"),
     ({"startup_trials": 3, "search": "random"}, "`startup_trials`.*hyperopt only"),
     ({"storage_path": "s3:/bucket/sweeps"}, r"`storage_path`.*one slash.*Write s3://bucket/sweeps"),
+    ({"storage_path": "s3://b/sweeps?endpoint_override=minio:9000&secret_key=hunter2"},
+     r"`storage_path` is 's3://b/sweeps\?endpoint_override=minio%3A9000&secret_key=\*\*\*', but has query options "
+     r"\(endpoint_override, secret_key\).*AWS_ENDPOINT_URL"),
     # A limit counts Hyperband's paused trials, so its brackets would never fill and it would stop none.
     ({"scheduler": "hyperband", "max_concurrent": 2}, "`max_concurrent` is 2.*must be 0 with --scheduler hyperband.*"
                                                       "Pass --max-concurrent 0"),
