@@ -13,8 +13,8 @@ from typing import Any, Mapping
 
 from trainables import metrics as m
 
-# Keys of the flat trial config (trainables.config.CONFIG_KEYS). Spelled here because analysis
-# never imports trainables beyond its dependency-free metrics module; a test checks they exist.
+# Keys of the flat trial config (trainables.config.CONFIG_KEYS), spelled once here for the rules
+# below; a test checks they exist.
 DROPOUT_KEYS = ("head_dropout", "spatial_dropout", "input_dropout")
 WEIGHT_DECAY = "weight_decay"
 MAX_NORM = "max_norm"
@@ -33,6 +33,16 @@ BATCH_NORM = "batch_norm"
 EPOCHS = "epochs"
 PATIENCE = "early_stopping_patience"
 ADAPTIVE_LR_HIGH = 3e-3  # above this an adam/adamw/rmsprop lr is high for a CNN (see _underfitting)
+ADAPTIVE_OPTIMIZERS = ("adam", "adamw", "rmsprop")
+# Above this an SGD lr (momentum ~0.9, so ~10x that per step in steady state) is high for these
+# CNNs: the built-in space stops at 0.3, and review saw lr 3 blow a net up in its first epoch and
+# leave it at chance level, which reads as underfitting.
+SGD_LR_HIGH = 0.5
+# AdamW's decay is decoupled from the gradient, at 1e-2 by convention (Loshchilov & Hutter), a
+# scale at which coupled L2 (sgd, adam) would already hold a net back.
+ADAMW_WEIGHT_DECAY = 1e-2
+# Less than this relative fall of train_loss over the last epochs is flat: thresholds.plateau_change.
+PLATEAU_FALL = 0.02
 CONFIG_KEYS_USED = (*DROPOUT_KEYS, WEIGHT_DECAY, MAX_NORM, AUGMENT, CUTOUT, LABEL_SMOOTHING, L1, FILTERS,
                     NUM_BLOCKS, HEAD_UNITS, LEARNING_RATE, OPTIMIZER, WARMUP_EPOCHS, SCHEDULE, BATCH_NORM, EPOCHS, PATIENCE)
 
@@ -55,11 +65,30 @@ def _flag(config: Mapping[str, Any], key: str) -> bool | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else bool(value)
 
 
+def effective_config(recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """The config a trial ran with: ``recorded`` over the trainable's defaults. A sweep records only
+    its space's entries (params.json, MLflow params) and the trainable fills in the rest from
+    ``TrialConfig``'s defaults, which are levers too (a default cutout of 0, warmup of 0). A value
+    missing for this trial (NaN: a conditional key, such as momentum for adam) is the default's."""
+    from trainables.config import TrialConfig  # dependency-free, like trainables.metrics
+
+    present = {k: v for k, v in recorded.items() if not (v is None or isinstance(v, float) and math.isnan(v))}
+    return {**TrialConfig().to_dict(), **present}
+
+
+def _optimizer(config: Mapping[str, Any]) -> str:
+    return str(config.get(OPTIMIZER, "")).lower()
+
+
 def _overfitting(config: Mapping[str, Any], facts: Mapping[str, float]) -> list[str]:
     tips = []
-    best, last = facts.get("min_val_loss_epoch"), facts.get("last_epoch")
+    best, last = facts.get("best_val_acc_epoch"), facts.get("last_epoch")
+    # Where val_acc peaked, not where val_loss did: val_acc is what the sweep ranks trials and keeps
+    # checkpoints by, and review saw a val_loss dip at epoch 2 where val_acc was 9 points below its
+    # peak at epoch 8 (and epoch 2's checkpoint long gone).
     if best is not None and last is not None and best < last:
-        tip = f"min val_loss at epoch {int(best)} of {int(last)} -> stop there (keep that checkpoint)"
+        tip = (f"val_acc peaked at epoch {int(best)} of {int(last)} ({facts['best_val_acc']:.3g}) -> stop there: "
+               "its best checkpoint, by val_acc, is that epoch's")
         if _num(config, PATIENCE) == 0:
             tip += f"; {PATIENCE} is 0 -> try 3-5"
         tips.append(tip + ".")
@@ -70,8 +99,10 @@ def _overfitting(config: Mapping[str, Any], facts: Mapping[str, float]) -> list[
     elif not dropouts:
         tips.append("Add dropout 0.2-0.5 before the dense layers.")
     wd = _num(config, WEIGHT_DECAY)
-    if wd is not None and wd < 5e-4:
-        tips.append(f"{WEIGHT_DECAY} {wd:g} -> try 5e-4.")
+    decoupled = _optimizer(config) == "adamw"
+    usual, usual_text = (ADAMW_WEIGHT_DECAY, "1e-2 (AdamW's decoupled decay)") if decoupled else (5e-4, "5e-4")
+    if wd is not None and wd < usual:
+        tips.append(f"{WEIGHT_DECAY} {wd:g} -> try {usual_text}.")
     elif wd is not None:
         tips.append(f"{WEIGHT_DECAY} {wd:g} -> try {wd * 3:.1g}.")
     if _num(config, MAX_NORM) == 0:
@@ -93,9 +124,11 @@ def _underfitting(config: Mapping[str, Any], facts: Mapping[str, float], *, end_
                   signals: tuple[str, ...]) -> list[str]:
     tips = []
     lr = _num(config, LEARNING_RATE)
-    optimizer = str(config.get(OPTIMIZER, "")).lower()
-    adaptive = optimizer in ("adam", "adamw", "rmsprop")
-    if lr is not None and lr < (1e-4 if adaptive else 1e-2):
+    optimizer = _optimizer(config)
+    adaptive = optimizer in ADAPTIVE_OPTIMIZERS
+    low, high = (1e-4, ADAPTIVE_LR_HIGH) if adaptive else (1e-2, SGD_LR_HIGH)
+    lr_off = lr is not None and not low <= lr <= high
+    if lr is not None and lr < low:
         tips.append(f"{LEARNING_RATE} {lr:g} is low for {config.get(OPTIMIZER, 'this optimizer')} -> try {lr * 10:.2g} "
                     f"(x10).")
     elif lr is not None and adaptive and lr > ADAPTIVE_LR_HIGH:
@@ -103,20 +136,24 @@ def _underfitting(config: Mapping[str, Any], facts: Mapping[str, float], *, end_
         # thrash without diverging, which reads as underfitting. Raising it would make that worse.
         tips.append(f"{LEARNING_RATE} {lr:g} is high for {optimizer}, which trains CNNs best around 1e-4-3e-3 -> try "
                     f"{lr / 10:.2g} (/10).")
+    elif lr is not None and lr > SGD_LR_HIGH:
+        # Stuck near chance at such an lr is a net its first steps blew up (dead units), not a slow one.
+        tips.append(f"{LEARNING_RATE} {lr:g} is high for {optimizer or 'sgd'} (momentum makes each step ~10x that; "
+                    f"CNNs train around 0.01-0.1) -> try {lr / 10:.2g} (/10).")
     elif lr is not None:
         tips.append(f"{LEARNING_RATE} {lr:g} -> try {lr * 3:.2g} (x3).")
+    # A larger net only where the lr is plausible: with an lr far off, the same net may fit fine
+    # (review saw this net reach train_acc 1.0 at another lr in the same sweep).
     for key, small, target in ((FILTERS, 32, "32-64"), (NUM_BLOCKS, 3, "3"), (HEAD_UNITS, 64, "128")):
         value = _num(config, key)
-        if value is not None and value < small:
+        if value is not None and value < small and not lr_off:
             tips.append(f"{key} {int(value)} -> try {target} (a larger net).")
     for key in DROPOUT_KEYS:
         value = _num(config, key)
         if value is not None and value > 0.3:
             tips.append(f"{key} {value:g} -> try <= 0.3 (less regularisation).")
     wd = _num(config, WEIGHT_DECAY)
-    # AdamW's decay is decoupled from the gradient, at 1e-2 by convention (Loshchilov & Hutter), a
-    # scale at which coupled L2 (sgd, adam) would already hold a net back.
-    decoupled = optimizer == "adamw"
+    decoupled = optimizer == "adamw"  # see ADAMW_WEIGHT_DECAY
     if wd is not None and wd > (0.05 if decoupled else 1e-3):
         tips.append(f"{WEIGHT_DECAY} {wd:g} -> try {'1e-2' if decoupled else '5e-4'} (less regularisation).")
     if (_num(config, L1) or 0) > 0:
@@ -132,15 +169,29 @@ def _underfitting(config: Mapping[str, Any], facts: Mapping[str, float], *, end_
                         "if the changes above are not it, give it more epochs before judging.")
         else:
             planned = f" of {int(epochs)}" if epochs else ""
-            tips.append(f"train_loss still falling at epoch {int(facts['last_epoch'])}{planned} -> train longer.")
+            fall, recent = facts.get("recent_train_loss_fall"), int(facts.get("recent_epochs", 0))
+            if fall is not None and fall < PLATEAU_FALL:  # flat, though below the plateau rule's loss
+                moved = f"{'fell' if fall >= 0 else 'rose'} {abs(fall):.1%}"
+                tips.append(f"train_loss {moved} over the last {recent} epochs to epoch {int(facts['last_epoch'])}"
+                            f"{planned}: more epochs alone will not help; change the config.")
+            else:
+                falling = f" ({fall:.0%} over the last {recent} epochs)" if fall is not None else ""
+                tips.append(f"train_loss still falling at epoch {int(facts['last_epoch'])}{planned}{falling} -> "
+                            "train longer.")
     return tips
 
 
 def _diverged(config: Mapping[str, Any]) -> list[str]:
     tips = []
     lr = _num(config, LEARNING_RATE)
-    tips.append(f"{LEARNING_RATE} {lr:g} -> try {lr / 3:.2g}-{lr / 10:.2g} (/3-/10)." if lr is not None
-                else "Lower the learning rate 3-10x.")
+    optimizer = _optimizer(config)
+    if lr is not None and optimizer in ADAPTIVE_OPTIMIZERS and lr / 10 > ADAPTIVE_LR_HIGH:
+        # /3-/10 of an lr far outside Adam's range would still be far outside it.
+        tips.append(f"{LEARNING_RATE} {lr:g} is far above {optimizer}'s usual 1e-4-3e-3 for CNNs -> try 1e-3.")
+    elif lr is not None:
+        tips.append(f"{LEARNING_RATE} {lr:g} -> try {lr / 3:.2g}-{lr / 10:.2g} (/3-/10).")
+    else:
+        tips.append("Lower the learning rate 3-10x.")
     # cyclic ignores warmup_epochs (its first half cycle is its ramp), and onecycle's 0 means its own
     # 30% ramp, which 1-2 epochs would shorten: the tip would do nothing or the opposite there.
     if _num(config, WARMUP_EPOCHS) == 0 and config.get(SCHEDULE) not in ("cyclic", "onecycle"):

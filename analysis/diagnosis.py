@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.advice import advise
+from analysis.advice import advise, effective_config
 from analysis.frames import END_STATE, config_columns, require_columns
 from analysis.strategies import SEED, STRATEGY
 from analysis.thresholds import DiagnosisThresholds
@@ -66,18 +66,37 @@ def num_classes_of(rows: pd.DataFrame, *, default: int) -> int:
 def find_divergence(rows: pd.DataFrame, *, th: DiagnosisThresholds, num_classes: int) -> tuple[int, str] | None:
     """(epoch, evidence) of the first sign of divergence, or None."""
     epochs = rows[m.EPOCH].to_numpy()
+    train = rows[m.TRAIN_LOSS].to_numpy(dtype=float)
     if m.DIVERGED in rows:
         flagged = np.flatnonzero(rows[m.DIVERGED].fillna(0).to_numpy() >= 1)
         if flagged.size:
-            return int(epochs[flagged[0]]), f"the trainable flagged `{m.DIVERGED}` at epoch {epochs[flagged[0]]}"
+            i = flagged[0]
+            return int(epochs[i]), (f"the trainable flagged `{m.DIVERGED}` at epoch {epochs[i]} (train_loss "
+                                    f"{_fmt(train[i])})")
     for col in (m.TRAIN_LOSS, m.VAL_LOSS):
         values = rows[col].to_numpy(dtype=float)
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             return int(epochs[bad[0]]), f"{col} is {values[bad[0]]} at epoch {epochs[bad[0]]}"
-    train = rows[m.TRAIN_LOSS].to_numpy(dtype=float)
-    running_min = np.minimum.accumulate(train)
     chance_loss = math.log(num_classes)
+    chance = 1.0 / num_classes
+    # A loss far above guessing's with accuracy at guessing's: the weights blew up (typically in the
+    # first steps, with an lr far too high), even where the epoch's mean loss has no earlier, lower
+    # value to jump from and the net then sits at chance level, which alone would read as
+    # underfitting. Accuracy at chance is what tells it from overfitting, whose validation loss can
+    # also grow large (confident mistakes) while its accuracy stays well above chance; and it must
+    # still be there at the last epoch: an early spike a trial recovered from (batch-norm statistics
+    # in a first epoch at a high lr) is no divergence.
+    for loss_col, acc_col in ((m.TRAIN_LOSS, m.TRAIN_ACC), (m.VAL_LOSS, m.VAL_ACC)):
+        loss, acc = rows[loss_col].to_numpy(dtype=float), rows[acc_col].to_numpy(dtype=float)
+        at_chance = acc < chance + th.acc_over_chance
+        blown = np.flatnonzero((loss > th.explode_ratio * chance_loss) & at_chance)
+        if blown.size and at_chance[-1]:
+            i = blown[0]
+            return int(epochs[i]), (f"{loss_col} {_fmt(loss[i])} at epoch {epochs[i]} is "
+                                    f"{_fmt(loss[i] / chance_loss)}x chance-level loss ln {num_classes} = {_fmt(chance_loss)} (> {th.explode_ratio}x) "
+                                    f"with {acc_col} {_fmt(acc[i])} at chance level ({_fmt(chance)})")
+    running_min = np.minimum.accumulate(train)
     exploding = np.flatnonzero((train > th.explode_ratio * running_min) & (train > chance_loss))
     if exploding.size:
         i = exploding[0]
@@ -98,6 +117,11 @@ class _Curves:
     val_acc: np.ndarray
     raw_val_loss: np.ndarray
 
+    def val_loss_min(self) -> int:
+        """Index of the smoothed val_loss minimum. A median flattens a minimum into a run of equal
+        values; of those, the epoch with the lowest raw val_loss."""
+        return int(np.lexsort((self.raw_val_loss, self.val_loss))[0])
+
     @classmethod
     def of(cls, rows: pd.DataFrame, *, window: int) -> "_Curves":
         smoothed = (smooth(rows[c].to_numpy(dtype=float), window=window)
@@ -108,7 +132,7 @@ class _Curves:
 def overfitting_signals(c: _Curves, *, th: DiagnosisThresholds) -> dict[str, tuple[int, str]]:
     """Named (epoch, evidence) for the loss form and the accuracy-gap form of overfitting."""
     found: dict[str, tuple[int, str]] = {}
-    i_min = int(np.argmin(c.val_loss))
+    i_min = c.val_loss_min()
     last = len(c.epochs) - 1
     end = c.val_loss[last]
     rise = end / c.val_loss[i_min] - 1.0
@@ -119,13 +143,13 @@ def overfitting_signals(c: _Curves, *, th: DiagnosisThresholds) -> dict[str, tup
     fall = 1.0 - c.train_loss[last] / c.train_loss[i_min]
     if (last - i_min >= th.epochs_after_min and rise >= th.val_loss_rise and before >= th.val_loss_rise / 2
             and fall >= th.train_loss_fall):
-        # Report the raw minimum's epoch: that is the checkpoint to stop at.
-        i_raw = int(np.argmin(c.raw_val_loss))
-        found["val_loss_turn"] = (int(c.epochs[i_raw]), (
-            f"val_loss reached its minimum {_fmt(c.raw_val_loss[i_raw])} at epoch {c.epochs[i_raw]} "
-            f"(smoothed {_fmt(c.val_loss[i_min])} at epoch {c.epochs[i_min]}) and rose "
-            f"{rise:.0%} to {_fmt(end)} by epoch {c.epochs[last]} while train_loss fell {fall:.0%} "
-            f"({_fmt(c.train_loss[i_min])} -> {_fmt(c.train_loss[last])})"))
+        # The smoothed minimum, not the raw one: a one-epoch dip is noise (review found a raw
+        # minimum two epochs in, with the smoothed turn and the best val_acc much later).
+        found["val_loss_turn"] = (int(c.epochs[i_min]), (
+            f"val_loss (running median over {th.smoothing_window} epochs) reached its minimum "
+            f"{_fmt(c.val_loss[i_min])} at epoch {c.epochs[i_min]} and rose {rise:.0%} to {_fmt(end)} by epoch "
+            f"{c.epochs[last]} while train_loss fell {fall:.0%} ({_fmt(c.train_loss[i_min])} -> "
+            f"{_fmt(c.train_loss[last])})"))
     gap = c.train_acc - c.val_acc
     # Epoch 1's train_acc is a running mean from random weights, so its gap reads small (often
     # negative) for every trial: growth is measured from epoch 2 on where there is one.
@@ -187,7 +211,7 @@ def underfitting_signals(c: _Curves, *, th: DiagnosisThresholds, num_classes: in
     return found
 
 
-def _facts(rows: pd.DataFrame, c: _Curves | None) -> dict[str, float]:
+def _facts(rows: pd.DataFrame, c: _Curves | None, *, recent: int = 3) -> dict[str, float]:
     va = rows[m.VAL_ACC].to_numpy(dtype=float)
     vl = rows[m.VAL_LOSS].to_numpy(dtype=float)
     epochs = rows[m.EPOCH].to_numpy()
@@ -203,6 +227,9 @@ def _facts(rows: pd.DataFrame, c: _Curves | None) -> dict[str, float]:
     if c is not None:
         facts.update(final_train_loss=float(c.train_loss[-1]), final_train_acc=float(c.train_acc[-1]),
                      final_val_acc=float(c.val_acc[-1]), final_gap=float(c.train_acc[-1] - c.val_acc[-1]))
+        if len(c.train_loss) > recent:  # how much smoothed train_loss fell over the last `recent` epochs
+            facts["recent_train_loss_fall"] = float(1.0 - c.train_loss[-1] / c.train_loss[-1 - recent])
+            facts["recent_epochs"] = float(recent)
     return facts
 
 
@@ -219,7 +246,7 @@ def diagnose_trial(rows: pd.DataFrame, *, thresholds: DiagnosisThresholds | None
     rows = rows.sort_values(m.EPOCH)
     trial_id = str(rows[m.TRIAL_ID].iloc[0])
     classes = num_classes_of(rows, default=th.num_classes)
-    config = {k[len(m.CONFIG_PREFIX):]: rows[k].iloc[0] for k in config_columns(rows)}
+    config = effective_config({k[len(m.CONFIG_PREFIX):]: rows[k].iloc[0] for k in config_columns(rows)})
     end_state = str(rows[END_STATE].iloc[-1])
 
     def verdict(name: str, epoch: int, evidence: list[str], facts: dict[str, float],
@@ -235,7 +262,7 @@ def diagnose_trial(rows: pd.DataFrame, *, thresholds: DiagnosisThresholds | None
         return verdict(m.INCONCLUSIVE, last, [f"only {len(rows)} epoch(s) (end state {end_state}); at least "
                                               f"{th.min_epochs} are needed to read a trend"], _facts(rows, None))
     c = _Curves.of(rows, window=th.smoothing_window)
-    facts = _facts(rows, c)
+    facts = _facts(rows, c, recent=th.plateau_epochs)
     over = overfitting_signals(c, th=th)
     under = underfitting_signals(c, th=th, num_classes=classes, best_train_acc=best_train_acc,
                                  best_val_acc=best_val_acc)
@@ -245,7 +272,7 @@ def diagnose_trial(rows: pd.DataFrame, *, thresholds: DiagnosisThresholds | None
     if over:
         first = next(iter(over.values()))[0]  # the val_loss turn when present: where to stop
         return verdict(m.OVERFITTING, first, [t for _, t in over.values()], facts, tuple(over))
-    i_min = int(np.argmin(c.val_loss))
+    i_min = c.val_loss_min()
     rise = c.val_loss[-1] / c.val_loss[i_min] - 1.0
     evidence = (f"best val_acc {_fmt(facts['best_val_acc'])} at epoch {int(facts['best_val_acc_epoch'])}; "
                 f"smoothed val_loss ends {rise:.0%} above its minimum (epoch {c.epochs[i_min]}; overfitting needs "
@@ -259,6 +286,24 @@ def best_train_acc_by_epoch(frame: pd.DataFrame, *, window: int, metric: str = m
     smoothed = frame.groupby(m.TRIAL_ID, sort=False)[metric].transform(
         lambda s: pd.Series(smooth(s.to_numpy(dtype=float), window=window), index=s.index))
     return smoothed.groupby(frame[m.EPOCH]).max()
+
+
+def standing_at_epoch(frame: pd.DataFrame, trial_id: str, epoch: float, *, same: Mapping[str, Any]) -> str:
+    """"; val_acc 0.31 at epoch 3: 7th of 12 trials that reached epoch 3 (best 0.45)": where a trial
+    stood among its sweep's trials (``same``: a comparison's strategy and seed) when it ended. For a
+    trial too short to judge, or one a scheduler stopped, this is why it ended where it did: ASHA
+    keeps the top 1/reduction_factor at each rung. '' when fewer than two trials reached the epoch."""
+    peers = frame[frame[m.EPOCH] == epoch]
+    for key, value in same.items():
+        peers = peers[peers[key] == value]
+    values = peers.groupby(m.TRIAL_ID)[m.VAL_ACC].last().dropna()
+    if len(values) < 2 or trial_id not in values.index:
+        return ""
+    own = float(values[trial_id])
+    rank = int((values > own).sum()) + 1
+    suffix = "th" if 10 <= rank % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(rank % 10, "th")
+    return (f"; val_acc {_fmt(own)} at epoch {int(epoch)}: {rank}{suffix} of {len(values)} trials that reached "
+            f"epoch {int(epoch)} (best {_fmt(float(values.max()))})")
 
 
 def errored_before_first_epoch(trial_id: str, error: str) -> Diagnosis:
@@ -300,7 +345,10 @@ def diagnose(frame: pd.DataFrame | None, *, thresholds: DiagnosisThresholds | No
         end_state = rows[END_STATE].iloc[-1]
         # Only an errored end state: Ray keeps the error file of a trial a retry brought to an end.
         error = errors.pop(str(trial_id), None) if end_state == m.ERRORED else None
-        evidence = d.evidence + (f"; errored: {error}" if error else "")
+        evidence = d.evidence
+        if d.verdict == m.INCONCLUSIVE or end_state == m.STOPPED_EARLY:
+            evidence += standing_at_epoch(frame, str(trial_id), last, same=origin)
+        evidence += f"; errored: {error}" if error else ""
         out.append({m.TRIAL_ID: d.trial_id, **origin, VERDICT: d.verdict, DIAGNOSIS_EPOCH: d.epoch,
                     END_STATE: end_state, SIGNALS: " ".join(d.signals), EVIDENCE: evidence,
                     ADVICE: d.advice,
@@ -309,6 +357,7 @@ def diagnose(frame: pd.DataFrame | None, *, thresholds: DiagnosisThresholds | No
     for trial_id, error in sorted(errors.items()):
         if trial_id not in seen:
             d = errored_before_first_epoch(trial_id, error)
-            out.append({m.TRIAL_ID: d.trial_id, **(origins or {}).get(trial_id, {}), VERDICT: d.verdict, DIAGNOSIS_EPOCH: d.epoch, END_STATE: m.ERRORED,
+            out.append({m.TRIAL_ID: d.trial_id, **(origins or {}).get(trial_id, {}), VERDICT: d.verdict,
+                        DIAGNOSIS_EPOCH: d.epoch, END_STATE: m.ERRORED,
                         SIGNALS: "", EVIDENCE: d.evidence, ADVICE: d.advice, **d.facts})
     return pd.DataFrame(out)

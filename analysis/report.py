@@ -31,6 +31,7 @@ from trainables import metrics as m
 from trainables.paths import folder_problem
 
 MAX_CURVE_TRIALS = 8  # best + flagged trials drawn in the curves figure; more is unreadable
+MAX_TABLE_HYPERPARAMETERS = 10  # searched hyperparameters shown in the HTML table; all are in diagnoses.csv
 FLAGGED = (m.OVERFITTING, m.UNDERFITTING, m.DIVERGED_VERDICT)
 DIAGNOSES_CSV = "diagnoses.csv"
 STRATEGIES_CSV = "strategies.csv"
@@ -67,6 +68,14 @@ def verdicts_by_strategy(diagnoses: pd.DataFrame) -> pd.DataFrame:
         columns=[v for v in m.VERDICTS if v in set(diagnoses[VERDICT])], fill_value=0)
     table["n trials"] = table.sum(axis=1)
     return table
+
+
+def searched_columns(diagnoses: pd.DataFrame, *, limit: int = MAX_TABLE_HYPERPARAMETERS) -> list[str]:
+    """The config columns whose value differs between trials (what the sweep searched), so the
+    table reads against the hyperparameters without diagnoses.csv beside it; at most ``limit``."""
+    varying = [c for c in diagnoses.columns if c.startswith(m.CONFIG_PREFIX)
+               and diagnoses[c].astype(str).nunique(dropna=False) > 1]
+    return varying[:limit]
 
 
 def summarize(diagnoses: pd.DataFrame | None, strategies: pd.DataFrame | None) -> str:
@@ -115,8 +124,10 @@ def render_html(report: Report, *, title: str, captions: dict[str, str]) -> str:
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<pre>{html.escape(report.summary)}</pre>"]
     if report.diagnoses is not None:
-        cols = [m.TRIAL_ID, VERDICT, DIAGNOSIS_EPOCH, END_STATE, "n_epochs", "best_val_acc", EVIDENCE, ADVICE]
-        table = report.diagnoses[[c for c in cols if c in report.diagnoses]]
+        cols = [m.TRIAL_ID, VERDICT, DIAGNOSIS_EPOCH, END_STATE, "n_epochs", "best_val_acc",
+                *searched_columns(report.diagnoses), EVIDENCE, ADVICE]
+        table = report.diagnoses[[c for c in cols if c in report.diagnoses]].rename(
+            columns=lambda c: c.removeprefix(m.CONFIG_PREFIX))
         parts += ["<h2>Diagnosis per trial</h2>", table.to_html(index=False, float_format="{:.4g}".format)]
     if report.strategies is not None:
         parts += ["<h2>Strategy comparison</h2>",

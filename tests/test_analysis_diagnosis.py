@@ -141,14 +141,17 @@ def test_advice_is_specific_to_the_config():
     config = dict(head_dropout=0.0, spatial_dropout=0.1, weight_decay=0.0, max_norm=0.0, augment=False,
                   filters=128, early_stopping_patience=0, epochs=20)
     advice = verdicts(overfit(**config))[1].loc["over", "advice"]
-    for expected in ("min val_loss at epoch 6 of 20 -> stop there", "early_stopping_patience is 0 -> try 3-5",
+    for expected in ("val_acc peaked at epoch 6 of 20 (0.55) -> stop there", "early_stopping_patience is 0 -> try 3-5",
                      "head_dropout is 0 -> try 0.2-0.5", "spatial_dropout is 0.1 -> try 0.2-0.5",
                      "weight_decay 0 -> try 5e-4", "max_norm is off (0) -> try 3-4", "augment is off",
                      "filters 128 -> try 64"):
         assert expected in advice
     under = verdicts(underfit(lr=1e-5, optimizer="sgd", filters=4, head_dropout=0.6))[1].loc["under", "advice"]
-    for expected in ("lr 1e-05 is low for sgd -> try 0.0001", "filters 4 -> try 32-64", "head_dropout 0.6 -> try <= 0.3"):
+    for expected in ("lr 1e-05 is low for sgd -> try 0.0001", "head_dropout 0.6 -> try <= 0.3"):
         assert expected in under
+    # A larger net only once the lr is plausible: with one far off, the same net may fit fine.
+    assert "filters" not in under
+    assert "filters 4 -> try 32-64" in verdicts(underfit(lr=0.05, filters=4))[1].loc["under", "advice"]
 
 
 def test_advice_config_keys_exist_in_the_trial_config():
@@ -210,7 +213,7 @@ def test_advice_for_good_fit_diverged_and_inconclusive():
     # cyclic ignores warmup_epochs (its first half cycle is its ramp): no tip that would change nothing.
     assert "lr 0.3 -> try" in cyclic.loc["cyc", "advice"] and "warmup" not in cyclic.loc["cyc", "advice"]
     turned = overfit()  # val_loss turned at epoch 6: a good fit would say where to stop, not "more epochs"
-    assert "min val_loss at epoch 6 of 20" in verdicts(turned)[1].loc["over", "advice"]
+    assert "val_acc peaked at epoch 6 of 20" in verdicts(turned)[1].loc["over", "advice"]
 
 
 def test_advice_reads_the_trials_optimizer_schedule_and_patience():
@@ -271,7 +274,7 @@ def test_errored_trials_say_why_and_one_without_epochs_still_gets_a_row():
     # An errored trial with curves keeps its verdict and curve advice, then the error and what to do about it.
     assert table.loc["over", "diagnosis"] == m.OVERFITTING and table.loc["over", "evidence"].endswith(
         "; errored: ValueError: late")
-    assert "--resume" in table.loc["over", "advice"] and "min val_loss" in table.loc["over", "advice"]
+    assert "--resume" in table.loc["over", "advice"] and "val_acc peaked" in table.loc["over", "advice"]
     # Too few epochs because it errored: the advice is about the error, not "more epochs".
     assert table.loc["short", "advice"].startswith("It ended with an error") and "more epochs" not in table.loc[
         "short", "advice"]
@@ -294,3 +297,92 @@ def test_the_gap_is_read_from_its_minimum_on_and_says_it_is_smoothed():
     recs = records("wobble", loss, 0.4 + gap, loss + 0.05, np.full(n, 0.4))
     evidence = verdicts(recs)[1].loc["wobble", "evidence"]
     assert "running medians over 3 epochs" in evidence and "first >= 0.15 at epoch 8" in evidence
+
+
+def test_an_lr_that_blew_the_net_up_to_chance_level_is_diverged_not_underfitting():
+    # Found by review on a real sweep: SGD at lr 3 blew up in its first epoch (val_loss 10.5, 4.5x the
+    # chance-level loss), then sat at chance for 13 epochs; it was called underfitting, "try lr 9".
+    n = 14
+    tl = np.r_[3.30, np.full(n - 1, 2.33)]
+    vl = np.r_[10.5, np.full(n - 1, 2.31)]
+    acc = np.full(n, 0.10)
+    got, table = verdicts(records("blown", tl, acc, vl, acc, optimizer="sgd", lr=3.0, epochs=n) + good(epochs=20))
+    assert got["blown"] == m.DIVERGED_VERDICT and table.loc["blown", "diagnosis_epoch"] == 1
+    assert "val_loss 10.5 at epoch 1 is 4.56x chance-level loss" in table.loc["blown", "evidence"]
+    assert "lr 3 -> try 1-0.3 (/3-/10)" in table.loc["blown", "advice"]
+    # An early spike the trial recovered from is no divergence; nor is overfitting's large val_loss
+    # with val_acc well above chance.
+    recovered = [dict(r) for r in good("recovered", epochs=20)]
+    recovered[0].update({m.VAL_LOSS: 9.0, m.VAL_ACC: 0.1})
+    assert verdicts(recovered)[0]["recovered"] == m.GOOD_FIT
+    # The validation loss exploding while val_acc falls to chance and stays there (review's
+    # "val_explode"): not overfitting, whatever train_loss does.
+    e = np.arange(1, 13, dtype=float)
+    val_acc = np.r_[np.linspace(0.3, 0.5, 6), np.full(6, 0.1)]
+    val_loss = np.r_[np.linspace(1.8, 1.5, 6), np.geomspace(10, 300, 6)]
+    got, table = verdicts(records("val_explode", 2.0 * np.exp(-e / 4) + 0.1, np.linspace(0.3, 0.9, 12), val_loss,
+                                  val_acc))
+    assert got["val_explode"] == m.DIVERGED_VERDICT and table.loc["val_explode", "diagnosis_epoch"] == 7
+
+
+def test_a_one_epoch_val_loss_dip_does_not_set_where_to_stop():
+    # Found by review: val_loss 1.68, 1.37, 1.68 at epochs 1-3 (a dip), val_acc peaking at epoch 8.
+    # Overfitting shows at the smoothed minimum, and the advice stops at val_acc's peak, the epoch whose
+    # checkpoint a sweep keeps (it ranks them by val_acc), not at the dip.
+    vl = np.array([1.68, 1.37, 1.68, 1.45, 1.35, 1.25, 1.2, 1.22, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8])
+    va = np.array([0.4, 0.509, 0.45, 0.5, 0.53, 0.56, 0.58, 0.599, 0.59, 0.585, 0.58, 0.575, 0.57, 0.565])
+    e = np.arange(1, 15, dtype=float)
+    got, table = verdicts(records("dip", 2.0 * np.exp(-e / 3) + 0.05, np.minimum(1.0, 0.4 + 0.06 * e), vl, va,
+                                  epochs=14))
+    row = table.loc["dip"]
+    assert got["dip"] == m.OVERFITTING and row["diagnosis_epoch"] == 7
+    assert "val_loss (running median over 3 epochs) reached its minimum 1.22 at epoch 7" in row["evidence"]
+    assert "val_acc peaked at epoch 8 of 14 (0.599) -> stop there" in row["advice"]
+
+
+def test_advice_sees_the_defaults_the_trial_ran_with_and_its_optimizer():
+    from analysis.advice import advise, effective_config
+
+    # A sweep records only its space's entries; cutout, label smoothing and warmup were the trainable's
+    # defaults (0), and are levers all the same.
+    over = verdicts(overfit(lr=0.05))[1].loc["over", "advice"]
+    assert "cutout is 0 -> try 8-16 px" in over and "label_smoothing is 0 -> try 0.1" in over
+    facts = {"last_epoch": 3.0}
+    adam = " ".join(advise(m.DIVERGED_VERDICT, config=effective_config({"optimizer": "adam", "lr": 10.0}),
+                           facts=facts, end_state=m.DIVERGED_STATE))
+    assert "lr 10 is far above adam's usual 1e-4-3e-3 for CNNs -> try 1e-3" in adam and "warmup_epochs is 0" in adam
+    adamw = " ".join(advise(m.OVERFITTING, config=effective_config({"optimizer": "adamw", "weight_decay": 1e-4}),
+                            facts=facts, end_state=m.COMPLETED))
+    assert "weight_decay 0.0001 -> try 1e-2 (AdamW's decoupled decay)" in adamw
+    # A conditional key missing for this trial (NaN in the frame) is the default's, not NaN.
+    assert effective_config({"momentum": math.nan, "lr": 0.1})["momentum"] == 0.9
+
+
+def test_underfitting_advice_reads_the_lr_and_the_slope_it_claims():
+    # Stuck at chance with an SGD lr far above the usual: a blown-up net, so lower it, never x3.
+    n = 10
+    stuck = records("stuck", np.full(n, 2.303), np.full(n, 0.1), np.full(n, 2.303), np.full(n, 0.1), lr=0.8,
+                    optimizer="sgd", num_blocks=2)
+    advice = verdicts(stuck)[1].loc["stuck", "advice"]
+    assert "lr 0.8 is high for sgd" in advice and "try 0.08 (/10)" in advice and "x3" not in advice
+    assert "num_blocks" not in advice  # not a larger net while the lr is off
+    # Flat (below the plateau rule's loss, so no plateau signal) and behind the best: no "still falling".
+    e = np.arange(1, 9, dtype=float)
+    flat_loss = np.r_[2.0, 1.7, 1.5, 1.3, 1.3, 1.3, 1.3, 1.3]
+    best = records("best", 1.8 * np.exp(-e / 3), 1 - 0.9 * np.exp(-e / 3), 1.8 * np.exp(-e / 3) + 0.1,
+                   0.95 - 0.9 * np.exp(-e / 3))
+    flat = records("flat", flat_loss, np.full(8, 0.35), flat_loss + 0.1, np.full(8, 0.3), lr=0.05, epochs=8)
+    got, table = verdicts(best + flat)
+    assert got["flat"] == m.UNDERFITTING and "still falling" not in table.loc["flat", "advice"]
+    assert "train_loss fell 0.0% over the last 3 epochs to epoch 8 of 8: more epochs alone will not help" in \
+        table.loc["flat", "advice"]
+
+
+def test_a_short_or_rung_stopped_trial_says_where_it_stood_when_it_ended():
+    trials = []
+    for i, acc in enumerate((0.45, 0.40, 0.31, 0.2)):
+        trials += records(f"t{i}", [2.0, 1.8, 1.6], [acc] * 3, [2.0, 1.8, 1.6], [acc] * 3, epochs=20)
+    got, table = verdicts(trials + good("long", epochs=20))
+    assert got["t2"] == m.INCONCLUSIVE
+    assert table.loc["t2", "evidence"].endswith("; val_acc 0.31 at epoch 3: 4th of 5 trials that reached epoch 3 "
+                                                "(best 0.45)")
