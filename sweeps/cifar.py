@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import textwrap
-from typing import Any, Sequence
+import threading
+from typing import Any, Callable, Sequence
 
 from sweeps.config import (CONFIG_FILE, DEFAULT_MAX_EPOCHS, DEFAULT_NUM_SAMPLES, SCHEDULERS, SEARCHES, SMOKE_GRACE_PERIOD,
                            SMOKE_MAX_EPOCHS, SMOKE_NUM_SAMPLES, SMOKE_SUBSET, SweepConfig, check_address)
@@ -165,8 +167,44 @@ def resume_command(cfg: SweepConfig, tracking: TrackingConfig) -> str:
     return " ".join(parts) + export_note(uri)
 
 
+class StartInterrupted(BaseException):
+    """Ctrl-C before the sweep started (imports, Ray's start, the data): no trial ran.
+
+    Raised instead of KeyboardInterrupt while starting: a KeyboardInterrupt that passes through
+    code a C extension ran with PyRun_* (torch's import does) marks it unhandled for good, and
+    CPython then kills itself with SIGINT at exit even after it was caught (exit -2, not 130).
+    BaseException, so libraries' `except Exception` around their imports cannot swallow it."""
+
+
+def _raise_start_interrupted(signum: int, frame: Any) -> None:
+    raise StartInterrupted
+
+
+def _catch_start_interrupts() -> Callable[[], None]:
+    """SIGINT raises StartInterrupted until the returned function restores the previous handler
+    (before Tune, which installs its own: its first Ctrl-C saves the sweep and stops it)."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        return lambda: None
+    previous = signal.signal(signal.SIGINT, _raise_start_interrupted)
+    return lambda: signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    restore = _catch_start_interrupts()
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv), started=restore)
+    except (StartInterrupted, KeyboardInterrupt):
+        if "ray" in sys.modules:  # interrupted in or after ray.init: stop what it started, leave no orphans
+            import ray
+
+            ray.shutdown()
+        print("Interrupted before the sweep started: no trial ran.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        restore()
+
+
+def _main(argv: list[str], *, started: Callable[[], None]) -> int:
     try:
         ns = build_parser().parse_args(argv)
         cfg = SweepConfig(**_resolve(ns))
@@ -199,15 +237,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(prepared.plan, flush=True)
+    started()  # from here a Ctrl-C is Tune's: it saves the sweep's state for --resume
     try:
         outcome = execute(prepared, callbacks=[callback] if callback is not None else [])
+        print(report_text(outcome), flush=True)
+        if callback is not None:
+            callback.log_summary(outcome.summary)
+    except KeyboardInterrupt:
+        # Tune handles the first Ctrl-C while trials run (it saves its state and returns); this is a
+        # second one, or one while the best checkpoint was evaluated and the summary written.
+        if callback is not None:
+            callback.mark_interrupted()
+        print(f"Sweep interrupted before its summary was complete; continue it with: "
+              f"{resume_command(prepared.cfg, tracking)} (with no trial left to run, that writes the summary and "
+              "the best trial's test accuracy).", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as exc:  # a Ray/Tune failure mid-sweep: finished trials stay on storage for --resume
         print(f"error: the sweep failed: {type(exc).__name__}: {exc}\nContinue it with: "
               f"{resume_command(prepared.cfg, tracking)}", file=sys.stderr)
         return EXIT_FAILED
-    print(report_text(outcome), flush=True)
     if callback is not None:
-        callback.log_summary(outcome.summary)
         where = callback.where()
         if where:
             print(where, flush=True)

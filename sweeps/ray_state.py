@@ -29,15 +29,38 @@ class SavedTrial:
     folder: str  # the trial's folder name under the experiment folder
 
 
-def saved_trials(experiment_uri: str) -> list[SavedTrial]:
-    """The trials in the newest experiment state file under a local path or URI; [] if there is none."""
+def _top_level(experiment_uri: str) -> tuple[pyarrow.fs.FileSystem, list[pyarrow.fs.FileInfo]]:
     fs, path = pyarrow.fs.FileSystem.from_uri(experiment_uri)
     try:
-        infos = fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=False))
+        return fs, fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=False))
     except (FileNotFoundError, NotADirectoryError):
-        return []
-    # The greatest name, as Tune picks it: the timestamp in the name sorts in time order.
-    states = sorted(i.path for i in infos if i.is_file and fnmatch.fnmatch(i.base_name, STATE_GLOB))
+        return fs, []
+
+
+def _state_files(infos: Iterable[pyarrow.fs.FileInfo]) -> list[str]:
+    # The greatest name last, as Tune picks it: the timestamp in the name sorts in time order.
+    return sorted(i.path for i in infos if i.is_file and fnmatch.fnmatch(i.base_name, STATE_GLOB))
+
+
+def has_state(experiment_uri: str) -> bool:
+    """Whether Tune saved any experiment state here: without one there is nothing to restore, even
+    where tuner.pkl (written when the Tuner is made, before any trial) says otherwise."""
+    return bool(_state_files(_top_level(experiment_uri)[1]))
+
+
+def trial_folders(experiment_uri: str) -> list[str]:
+    """Names of the folders under the experiment that hold a trial (Ray writes params.json into each
+    as the trial starts); other folders, such as an analysis report's, are not trials."""
+    fs, infos = _top_level(experiment_uri)
+    folders = [i for i in infos if i.type == pyarrow.fs.FileType.Directory]
+    return [i.base_name for i in folders
+            if any(fs.get_file_info(f"{i.path}/{name}").is_file for name in ("params.json", "result.json"))]
+
+
+def saved_trials(experiment_uri: str) -> list[SavedTrial]:
+    """The trials in the newest experiment state file under a local path or URI; [] if there is none."""
+    fs, infos = _top_level(experiment_uri)
+    states = _state_files(infos)
     if not states:
         return []
     with fs.open_input_stream(states[-1]) as stream:

@@ -216,8 +216,11 @@ def format_summary(summary: SweepSummary, *, top_k: int, storage_path: str, inte
         ran = summary.table[summary.table[EPOCHS_RUN] > 0] if EPOCHS_RUN in summary.table else summary.table
         top = ran.head(top_k).drop(columns=[ERROR])  # a trial with no epoch has nothing to rank
         top.columns = [c.removeprefix(metrics.CONFIG_PREFIX) for c in top.columns]
-        lines.append(f"Top {len(top)} trials by {metrics.BEST_VAL_ACC}:")
-        lines.append(top.to_string(index=False, formatters={c: _fmt for c in top.columns}))
+        if len(top):
+            lines.append(f"Top {len(top)} trials by {metrics.BEST_VAL_ACC}:")
+            lines.append(top.to_string(index=False, formatters={c: _fmt for c in top.columns}))
+        else:
+            lines.append("No trial has run an epoch yet: nothing to rank.")
         lines += error_lines(summary.table)
     if summary.best_trial_id is not None:
         lines.append(f"Best trial {summary.best_trial_id}: {metrics.VAL_ACC}={summary.best_val_acc:.4f}"

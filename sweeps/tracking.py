@@ -324,6 +324,18 @@ class MlflowTrackingCallback(TrialEnds):
         return where_text(self._uri, experiment=self.tracking.experiment, parent_run_id=self.parent_run_id,
                           folder=self.folder)
 
+    def mark_interrupted(self) -> None:
+        """A Ctrl-C after the trials ended, while the summary was being made: the parent run becomes
+        KILLED rather than staying FINISHED without its summary; a --resume (nothing left to run)
+        writes the summary and finishes it. While Tune still runs, _at_exit does this instead."""
+        if self._store is None or self.parent_run_id is None or not self._ended:
+            return
+        try:
+            self._store.set_status(self.parent_run_id, KILLED)
+        except Exception as exc:  # noqa: BLE001 - the interrupt is what the user must hear about
+            logger.warning("MLflow at %s: could not mark the parent run KILLED (%s).", redact_uri(self._uri or ""),
+                           failure_reason(exc))
+
     def log_summary(self, summary: "SweepSummary") -> None:
         """Attach the sweep's summary table, best config and best checkpoint to the parent run,
         with the best trial's id as a tag. Bounded retries; a failure is one warning line. After an

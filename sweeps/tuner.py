@@ -18,7 +18,7 @@ from ray.tune.schedulers import FIFOScheduler
 
 from sweeps.capacity import Autoscaling, fitting_types, read_autoscaling, scaled_slots, trials_per_node, unknown_types
 from sweeps.config import CONFIG_FILE, SweepConfig, SweepInputError, check_address, is_uri
-from sweeps.ray_state import resume_progress, saved_trials
+from sweeps.ray_state import has_state, resume_progress, saved_trials, trial_folders
 from sweeps.scheduler_state import SchedulerState
 from sweeps.space import Space, check_fits_data, grid_size, sampled_keys
 from sweeps.space_builtin import resolve_space
@@ -28,7 +28,7 @@ from sweeps.summary import SweepSummary, format_summary, read_text, summarize, w
 from sweeps.trial import cifar_trial
 from sweeps.trial_ends import TrialEnds
 from trainables import metrics
-from trainables.data import CifarArrays, default_data_dir, load_cifar10, stratified_split
+from trainables.data import CifarArrays, default_data_dir, fingerprint, load_cifar10, stratified_split
 
 # For the Ray a sweep starts itself. Ray prestarts one idle worker per CPU at ray.init, for tasks;
 # Tune never uses them: it creates every trial's actor with a runtime_env (env_vars, set in
@@ -184,6 +184,8 @@ def describe_plan(cfg: SweepConfig, *, space: Space | None, data: CifarArrays, c
     ])
 
 
+DATA_FINGERPRINT = "data_fingerprint"  # sweep_config.json's key: what check_same_data compares on --resume
+
 # What a --resume takes from its own command line: where Ray, the data and the results are, and
 # how much it prints. Everything else is the sweep's own, restored with its searcher and scheduler.
 RESUME_OVERRIDES = ("address", "data_dir", "download", "verbose", "storage_path", "name", "resume", "evaluate_best",
@@ -219,6 +221,15 @@ def _resumed_config(cfg: SweepConfig, given: Mapping[str, Any] | None) -> tuple[
     if not tune.Tuner.can_restore(cfg.experiment_path):
         raise SweepInputError(f"--resume: no restorable sweep at {cfg.experiment_path}. Check --name and "
                               "--storage-path (as printed when the sweep started).")
+    if not has_state(cfg.experiment_path):
+        # Interrupted between making the Tuner (tuner.pkl) and Tune's first snapshot: Tuner.restore
+        # would run one trial of an empty config and call every later resume interrupted (review).
+        if trial_folders(cfg.experiment_path):
+            raise SweepInputError(_NO_STATE_WITH_TRIALS.format(name=cfg.name, path=cfg.experiment_path))
+        raise SweepInputError(f"--resume: `{cfg.name}` was interrupted before Tune saved any state, so no trial ran "
+                              f"and there is nothing to continue. Run the same command without --resume to start it "
+                              f"(its folder {cfg.experiment_path} holds only the sweep's start files, which a new "
+                              "start replaces).")
     try:
         saved = json.loads(read_text(f"{cfg.experiment_path}/{CONFIG_FILE}"))
     except (OSError, ValueError) as exc:
@@ -239,21 +250,40 @@ def _resumed_config(cfg: SweepConfig, given: Mapping[str, Any] | None) -> tuple[
         # Saved before Hyperband took only max_concurrent 0 (strategies.make_scheduler): still resumable. The
         # restored searcher keeps the limit it was saved with.
         merged["max_concurrent"] = 0
-    return SweepConfig.from_dict(merged), list(saved["sampled_keys"]), int(saved.get("expected_trials", 0))
+    return (SweepConfig.from_dict(merged), list(saved["sampled_keys"]), int(saved.get("expected_trials", 0)),
+            saved.get(DATA_FINGERPRINT))
+
+
+_NO_STATE_WITH_TRIALS = (
+    "--name {name}: {path} holds trial folders but no saved Tune state (the sweep was stopped before its first "
+    "snapshot), so it cannot be resumed. Its trials' results stay there (python -m analysis.report reads them); "
+    "start the sweep again under another --name, or delete the folder first.")
 
 
 def check_new_experiment(cfg: SweepConfig) -> None:
     """A new sweep needs a folder of its own: Tune would add its trials to the old sweep's, and
-    overwrite the files a --resume of that one needs."""
-    try:
-        read_text(f"{cfg.experiment_path}/{CONFIG_FILE}")
-        held = True
-    except (OSError, ValueError):  # pyarrow: FileNotFoundError, or an error for a missing bucket
-        held = tune.Tuner.can_restore(cfg.experiment_path)
-    if held:
+    overwrite the files a --resume of that one needs. A folder holding only a sweep's start files
+    (tuner.pkl, sweep_config.json: interrupted before Tune saved anything) holds nothing to lose, and
+    a new start may replace them: neither a --resume nor any other start could use the folder otherwise."""
+    if has_state(cfg.experiment_path):
         raise SweepInputError(f"--name {cfg.name}: {cfg.experiment_path} already holds a sweep. Continue that one "
                               "with --resume, or start a new one under another --name (left out, the name is "
                               "made from the search, the scheduler and the time).")
+    if trial_folders(cfg.experiment_path):
+        raise SweepInputError(_NO_STATE_WITH_TRIALS.format(name=cfg.name, path=cfg.experiment_path))
+
+
+def check_same_data(data: CifarArrays, saved: str | None, *, cfg: SweepConfig) -> None:
+    """A --resume must train on the images the sweep started with: --data-dir may point at another
+    copy of them, but other images would make the resumed trials' val_acc incomparable with the
+    finished ones', and the best checkpoint's test accuracy would be measured on other data."""
+    here = fingerprint(data)
+    if saved is not None and here != saved:
+        raise SweepInputError(
+            f"--resume: the data at {cfg.data_dir or default_data_dir()} ({len(data.train_labels)} training, "
+            f"{len(data.test_labels)} test images, fingerprint {here[:12]}) is not the data `{cfg.name}` started "
+            f"with (fingerprint {saved[:12]}). Pass --data-dir with a copy of that CIFAR-10 (or leave --data-dir "
+            f"out to use the folder the sweep saved).")
 
 
 def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None,
@@ -263,7 +293,7 @@ def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None,
     try:
         cfg = cfg if cfg.name is not None else cfg.replace(name=default_name(cfg))
         if cfg.resume:
-            cfg, keys, expected = _resumed_config(cfg, given)
+            cfg, keys, expected, saved_data = _resumed_config(cfg, given)
             expected = expected or cfg.num_samples  # saved before the count was: a grid's points are unknown
             space = None
             progress = resume_progress((t.status for t in saved_trials(cfg.experiment_path)), expected=expected)
@@ -273,9 +303,10 @@ def prepare(cfg: SweepConfig, *, data: CifarArrays | None = None,
                                   max_epochs=cfg.max_epochs, seed=cfg.seed, num_samples=cfg.num_samples)
             keys = sampled_keys(space)
             expected = cfg.num_samples * grid_size(space)
-            progress = ""
+            progress, saved_data = "", None
         check_address(cfg.address)
         data = data if data is not None else load_data(cfg)
+        check_same_data(data, saved_data, cfg=cfg)
         if space is not None:
             check_fits_data(space, channels=data.train_images.shape[1], image_size=data.train_images.shape[2],
                             num_classes=data.num_classes)
@@ -375,7 +406,7 @@ def _save_config(prepared: PreparedSweep) -> None:
     # another $CIFAR10_DIR) must read the same images, not whatever its own default finds.
     data_dir = os.path.abspath(prepared.cfg.data_dir or default_data_dir())
     body = {"sweep": prepared.cfg.replace(resume=False, data_dir=data_dir).to_dict(), "sampled_keys": prepared.keys,
-            "expected_trials": prepared.expected_trials}
+            "expected_trials": prepared.expected_trials, DATA_FINGERPRINT: fingerprint(prepared.data)}
     if not is_uri(prepared.cfg.storage_uri):
         os.makedirs(prepared.cfg.experiment_path, exist_ok=True)
     write_text(f"{prepared.cfg.experiment_path}/{CONFIG_FILE}", json.dumps(body, indent=2, sort_keys=True))

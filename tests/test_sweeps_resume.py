@@ -110,3 +110,16 @@ def test_a_hyperband_sweep_interrupted_with_trials_paused_at_rungs_resumes_to_th
     table = pd.read_csv(experiment / SUMMARY_CSV)
     assert set(table[metrics.END_STATE_TAG]) <= {metrics.COMPLETED, metrics.STOPPED_EARLY}
     assert (table[metrics.END_STATE_TAG] == metrics.STOPPED_EARLY).any()  # its brackets still halved
+
+
+def test_ctrl_c_while_the_sweep_starts_says_so_without_a_traceback(cifar_dir, tmp_path):
+    # Found by review: a Ctrl-C during the imports or Ray's start printed a KeyboardInterrupt traceback.
+    cli = [sys.executable, "-m", "sweeps.cifar", "--smoke", "--no-mlflow", "--data-dir", str(cifar_dir),
+           "--storage-path", str(tmp_path), "--name", "early"]
+    proc = subprocess.Popen(cli, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # importing torch and Ray alone takes longer than this
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert "Interrupted before the sweep started: no trial ran." in err and "Traceback" not in err, err

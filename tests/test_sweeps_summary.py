@@ -54,3 +54,8 @@ def test_an_interrupt_says_which_trials_had_run_and_ranks_only_those():
             f"(listed as {metrics.INTERRUPTED}; --resume continues them)") in text
     top = text.split("Top ")[1]
     assert "Top 3 trials" in text and " c " not in top.split("Compute")[0]
+    # Interrupted before any epoch: a sentence, not pandas' "Empty DataFrame" (found by review).
+    none_ran = table.assign(**{EPOCHS_RUN: 0})
+    text = format_summary(SweepSummary(table=none_ran, experiment_path="/x"), top_k=5, storage_path="/s",
+                          interrupted=True, cut_off=4)
+    assert "No trial has run an epoch yet: nothing to rank." in text and "Empty DataFrame" not in text

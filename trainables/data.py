@@ -12,6 +12,7 @@ read only for the final evaluation of a chosen configuration.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import urllib.error
@@ -52,6 +53,17 @@ class CifarArrays:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+
+def fingerprint(data: CifarArrays) -> str:
+    """A SHA-256 of every image, label and class name, in order: equal exactly when two loads hold the
+    same dataset (the same subsample of it included). About 0.3 s for the full CIFAR-10."""
+    digest = hashlib.sha256()
+    for array in (data.train_images, data.train_labels, data.test_images, data.test_labels):
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update("\n".join(data.classes).encode())
+    return digest.hexdigest()
 
 
 def _check_images(images: Any, *, where: str) -> None:
