@@ -41,8 +41,6 @@ SGD_LR_HIGH = 0.5
 # AdamW's decay is decoupled from the gradient, at 1e-2 by convention (Loshchilov & Hutter), a
 # scale at which coupled L2 (sgd, adam) would already hold a net back.
 ADAMW_WEIGHT_DECAY = 1e-2
-# Less than this relative fall of train_loss over the last epochs is flat: thresholds.plateau_change.
-PLATEAU_FALL = 0.02
 CONFIG_KEYS_USED = (*DROPOUT_KEYS, WEIGHT_DECAY, MAX_NORM, AUGMENT, CUTOUT, LABEL_SMOOTHING, L1, FILTERS,
                     NUM_BLOCKS, HEAD_UNITS, LEARNING_RATE, OPTIMIZER, WARMUP_EPOCHS, SCHEDULE, BATCH_NORM, EPOCHS, PATIENCE)
 
@@ -170,7 +168,7 @@ def _underfitting(config: Mapping[str, Any], facts: Mapping[str, float], *, end_
         else:
             planned = f" of {int(epochs)}" if epochs else ""
             fall, recent = facts.get("recent_train_loss_fall"), int(facts.get("recent_epochs", 0))
-            if fall is not None and fall < PLATEAU_FALL:  # flat, though below the plateau rule's loss
+            if facts.get("recent_train_loss_flat"):  # flat, though below the plateau rule's loss
                 moved = f"{'fell' if fall >= 0 else 'rose'} {abs(fall):.1%}"
                 tips.append(f"train_loss {moved} over the last {recent} epochs to epoch {int(facts['last_epoch'])}"
                             f"{planned}: more epochs alone will not help; change the config.")

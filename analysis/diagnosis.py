@@ -94,8 +94,9 @@ def find_divergence(rows: pd.DataFrame, *, th: DiagnosisThresholds, num_classes:
         if blown.size and at_chance[-1]:
             i = blown[0]
             return int(epochs[i]), (f"{loss_col} {_fmt(loss[i])} at epoch {epochs[i]} is "
-                                    f"{_fmt(loss[i] / chance_loss)}x chance-level loss ln {num_classes} = {_fmt(chance_loss)} (> {th.explode_ratio}x) "
-                                    f"with {acc_col} {_fmt(acc[i])} at chance level ({_fmt(chance)})")
+                                    f"{_fmt(loss[i] / chance_loss)}x chance-level loss ln {num_classes} = "
+                                    f"{_fmt(chance_loss)} (> {th.explode_ratio}x) with {acc_col} {_fmt(acc[i])} at "
+                                    f"chance level ({_fmt(chance)})")
     running_min = np.minimum.accumulate(train)
     exploding = np.flatnonzero((train > th.explode_ratio * running_min) & (train > chance_loss))
     if exploding.size:
@@ -211,7 +212,7 @@ def underfitting_signals(c: _Curves, *, th: DiagnosisThresholds, num_classes: in
     return found
 
 
-def _facts(rows: pd.DataFrame, c: _Curves | None, *, recent: int = 3) -> dict[str, float]:
+def _facts(rows: pd.DataFrame, c: _Curves | None, *, th: DiagnosisThresholds | None = None) -> dict[str, float]:
     va = rows[m.VAL_ACC].to_numpy(dtype=float)
     vl = rows[m.VAL_LOSS].to_numpy(dtype=float)
     epochs = rows[m.EPOCH].to_numpy()
@@ -227,9 +228,13 @@ def _facts(rows: pd.DataFrame, c: _Curves | None, *, recent: int = 3) -> dict[st
     if c is not None:
         facts.update(final_train_loss=float(c.train_loss[-1]), final_train_acc=float(c.train_acc[-1]),
                      final_val_acc=float(c.val_acc[-1]), final_gap=float(c.train_acc[-1] - c.val_acc[-1]))
+        th = th or DiagnosisThresholds()
+        recent = th.plateau_epochs
         if len(c.train_loss) > recent:  # how much smoothed train_loss fell over the last `recent` epochs
-            facts["recent_train_loss_fall"] = float(1.0 - c.train_loss[-1] / c.train_loss[-1 - recent])
-            facts["recent_epochs"] = float(recent)
+            fall = float(1.0 - c.train_loss[-1] / c.train_loss[-1 - recent])
+            # Flat by the plateau rule's own measure (whatever the loss): advice must not say "still falling".
+            facts.update(recent_train_loss_fall=fall, recent_epochs=float(recent),
+                         recent_train_loss_flat=float(fall < th.plateau_change))
     return facts
 
 
@@ -262,7 +267,7 @@ def diagnose_trial(rows: pd.DataFrame, *, thresholds: DiagnosisThresholds | None
         return verdict(m.INCONCLUSIVE, last, [f"only {len(rows)} epoch(s) (end state {end_state}); at least "
                                               f"{th.min_epochs} are needed to read a trend"], _facts(rows, None))
     c = _Curves.of(rows, window=th.smoothing_window)
-    facts = _facts(rows, c, recent=th.plateau_epochs)
+    facts = _facts(rows, c, th=th)
     over = overfitting_signals(c, th=th)
     under = underfitting_signals(c, th=th, num_classes=classes, best_train_acc=best_train_acc,
                                  best_val_acc=best_val_acc)
@@ -288,12 +293,12 @@ def best_train_acc_by_epoch(frame: pd.DataFrame, *, window: int, metric: str = m
     return smoothed.groupby(frame[m.EPOCH]).max()
 
 
-def standing_at_epoch(frame: pd.DataFrame, trial_id: str, epoch: float, *, same: Mapping[str, Any]) -> str:
+def standing_at_epoch(peers: pd.DataFrame, trial_id: str, epoch: float, *, same: Mapping[str, Any]) -> str:
     """"; val_acc 0.31 at epoch 3: 7th of 12 trials that reached epoch 3 (best 0.45)": where a trial
-    stood among its sweep's trials (``same``: a comparison's strategy and seed) when it ended. For a
-    trial too short to judge, or one a scheduler stopped, this is why it ended where it did: ASHA
-    keeps the top 1/reduction_factor at each rung. '' when fewer than two trials reached the epoch."""
-    peers = frame[frame[m.EPOCH] == epoch]
+    stood among its sweep's trials (``same``: a comparison's strategy and seed) when it ended.
+    ``peers``: the frame's rows of that epoch. For a trial too short to judge, or one a scheduler
+    stopped, this is why it ended where it did: ASHA keeps the top 1/reduction_factor at each rung.
+    '' when fewer than two trials reached the epoch."""
     for key, value in same.items():
         peers = peers[peers[key] == value]
     values = peers.groupby(m.TRIAL_ID)[m.VAL_ACC].last().dropna()
@@ -335,6 +340,7 @@ def diagnose(frame: pd.DataFrame | None, *, thresholds: DiagnosisThresholds | No
     best_val = (best_train_acc_by_epoch(frame, window=th.smoothing_window, metric=m.VAL_ACC)
                 if m.VAL_ACC in frame else pd.Series(dtype=float))
     out: list[dict[str, Any]] = []
+    by_epoch = dict(tuple(frame.groupby(m.EPOCH)))  # once, not one scan of the frame per trial
     for trial_id, rows in frame.groupby(m.TRIAL_ID, sort=True):
         rows = rows.sort_values(m.EPOCH)
         last = rows[m.EPOCH].iloc[-1]
@@ -347,7 +353,7 @@ def diagnose(frame: pd.DataFrame | None, *, thresholds: DiagnosisThresholds | No
         error = errors.pop(str(trial_id), None) if end_state == m.ERRORED else None
         evidence = d.evidence
         if d.verdict == m.INCONCLUSIVE or end_state == m.STOPPED_EARLY:
-            evidence += standing_at_epoch(frame, str(trial_id), last, same=origin)
+            evidence += standing_at_epoch(by_epoch[last], str(trial_id), last, same=origin)
         evidence += f"; errored: {error}" if error else ""
         out.append({m.TRIAL_ID: d.trial_id, **origin, VERDICT: d.verdict, DIAGNOSIS_EPOCH: d.epoch,
                     END_STATE: end_state, SIGNALS: " ".join(d.signals), EVIDENCE: evidence,

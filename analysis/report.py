@@ -332,6 +332,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{missing}, nor in MLflow: {err}" if path_like else str(err))
 
 
+def _mlflow_failed(uri: str, exc: BaseException, *, while_: str, then: str) -> int:
+    """One line on stderr for MLflow failing after the up-front check; the exit code 1."""
+    from analysis.mlflow_store import failure_reason
+    from analysis.redact import redact_uri
+
+    print(f"MLflow at {redact_uri(uri)!r} failed while {while_} ({failure_reason(exc)}). {then}", file=sys.stderr)
+    return 1
+
+
 def _run(args: argparse.Namespace, *, source: Path, out: Path, thresholds: DiagnosisThresholds) -> int:
     comparison = args.compare or (str(source) if source.is_dir() and is_comparison_folder(source) else None)
     frame, parent_ref, sweep_name, errors, origins = None, None, None, {}, {}
@@ -355,13 +364,9 @@ def _run(args: argparse.Namespace, *, source: Path, out: Path, thresholds: Diagn
         except ValueError:  # no such run or experiment, no epochs: main names the fix
             raise
         except Exception as exc:  # the server went down after the up-front check, a timeout, auth
-            from analysis.mlflow_store import failure_reason
-            from analysis.redact import redact_uri
-
-            print(f"MLflow at {redact_uri(args.tracking_uri)!r} failed while the sweep was read "
-                  f"({failure_reason(exc)}). Nothing was written; run the same command again once MLflow "
-                  "works, or pass the sweep's Ray experiment folder instead.", file=sys.stderr)
-            return 1
+            return _mlflow_failed(args.tracking_uri, exc, while_="the sweep was read", then=(
+                "Nothing was written; run the same command again once MLflow works, or pass the sweep's Ray "
+                "experiment folder instead."))
         frame, errors, parent_ref = sweep.frame, sweep.errors, sweep.parent.info.run_id
         if parent_ref != args.sweep:  # an experiment name: say which of its sweeps this is
             print(f"MLflow experiment {args.sweep!r}: its latest sweep, "
@@ -379,13 +384,9 @@ def _run(args: argparse.Namespace, *, source: Path, out: Path, thresholds: Diagn
             parents, tagged = publish(report, tracking_uri=args.tracking_uri, parent_ref=parent_ref,
                                       sweep_name=sweep_name)
         except Exception as exc:  # the server went down after the check, a full or unwritable artifact store
-            from analysis.mlflow_store import failure_reason
-            from analysis.redact import redact_uri
-
-            print(f"MLflow at {redact_uri(args.tracking_uri)!r} failed while publishing ({failure_reason(exc)}). "
-                  f"The report is at {report.html}; to log it to MLflow, run the same command again once "
-                  "MLflow works (it overwrites, never duplicates).", file=sys.stderr)
-            return 1
+            return _mlflow_failed(args.tracking_uri, exc, while_="publishing", then=(
+                f"The report is at {report.html}; to log it to MLflow, run the same command again once MLflow "
+                "works (it overwrites, never duplicates)."))
         total = 0 if report.diagnoses is None else len(report.diagnoses)
         print(f"MLflow: tagged {tagged} of {total} trial runs and logged the report to parent run(s) "
               f"{', '.join(parents)}" if parents else

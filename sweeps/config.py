@@ -93,9 +93,9 @@ def _check_storage_path(path: str) -> None:
             names = ", ".join(dict.fromkeys(k for k, _ in parse_qsl(query, keep_blank_values=True))) or query
             # Named, not shown: a query can hold credentials (secret_key=…); redact_uri masks them.
             _fail("storage_path", redact_uri(path), f"has query options ({names}), which the sweep cannot carry "
-                  "into the folders it makes under it", "Drop the '?…' part and set the options in the environment of "
-                  "every node instead, e.g. AWS_ENDPOINT_URL=http://minio:9000 and AWS_DEFAULT_REGION for an "
-                  "S3-compatible store.")
+                  "into the folders it makes under it",
+                  "Drop the '?…' part and set the options in the environment of every node instead, e.g. "
+                  "AWS_ENDPOINT_URL=http://minio:9000 and AWS_DEFAULT_REGION for an S3-compatible store.")
         return
     problem = folder_problem(Path(os.path.expanduser(path.removeprefix("file://"))))
     if problem:
