@@ -27,6 +27,7 @@ _EXPORTS = {
     "tidy": "analysis.frames",
     "load_comparison_trials": "analysis.frames",
     "load_comparison_errors": "analysis.frames",
+    "not_ended_trials": "analysis.frames",
     "load_mlflow": "analysis.mlflow_io",
     "write_diagnosis_tags": "analysis.mlflow_io",
     "log_report": "analysis.mlflow_io",

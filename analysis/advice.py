@@ -162,6 +162,8 @@ def _underfitting(config: Mapping[str, Any], facts: Mapping[str, float], *, end_
             tips.append(f"Its own patience rule stopped it at epoch {int(facts['last_epoch'])} ({PATIENCE} "
                         f"{int(_num(config, PATIENCE) or 0)}); if the changes above are not it, raise {PATIENCE} or "
                         "set it to 0 (off) before judging.")
+        elif end_state in m.NOT_ENDED:
+            pass  # it trains on: advise() says so, and more epochs are no advice
         elif end_state == m.STOPPED_EARLY:
             tips.append(f"It was stopped early at epoch {int(facts['last_epoch'])} while train_loss still fell; "
                         "if the changes above are not it, give it more epochs before judging.")
@@ -205,15 +207,29 @@ ERRORED_TIP = ("It ended with an error (see the evidence; the traceback is in it
                "retries errored trials; keep a config that cannot run out of the space.")
 
 
+def not_ended_tip(end_state: str, *, config: Mapping[str, Any], facts: Mapping[str, float]) -> str:
+    """What a trial that had not ended (``NOT_ENDED``) still needs before its verdict is final."""
+    last = int(facts.get("last_epoch") or facts.get("n_epochs") or 0)
+    epochs = _num(config, EPOCHS)
+    where = f" at epoch {last}{f' of {int(epochs)}' if epochs else ''}, so this reads its curves so far" if last \
+        else " before its first epoch"
+    if end_state == m.INTERRUPTED:
+        return (f"An interrupt cut it off{where}: python -m sweeps.cifar --resume on its sweep runs it on; report "
+                "again after.")
+    return (f"It had not ended{where} (still running or pending, or its sweep stopped without recording an end): "
+            "report again once the sweep has ended.")
+
+
 def advise(verdict: str, *, config: Mapping[str, Any], facts: Mapping[str, float], end_state: str,
            signals: tuple[str, ...] = ()) -> list[str]:
     """Advice lines for a verdict; ``config`` is the flat trial config (keys without prefix). An
-    errored trial's advice ends with what to do about the error; with too few epochs to judge, that
-    is all of it."""
-    if end_state == m.ERRORED:
+    errored trial's advice ends with what to do about the error, one that had not ended with what
+    it still needs; with too few epochs to judge, that is all of it."""
+    if end_state == m.ERRORED or end_state in m.NOT_ENDED:
         curves = [] if verdict == m.INCONCLUSIVE else _advice(verdict, config=config, facts=facts,
                                                                end_state=end_state, signals=signals)
-        return [*curves, ERRORED_TIP]
+        last = ERRORED_TIP if end_state == m.ERRORED else not_ended_tip(end_state, config=config, facts=facts)
+        return [*curves, last]
     return _advice(verdict, config=config, facts=facts, end_state=end_state, signals=signals)
 
 
@@ -236,7 +252,10 @@ def _advice(verdict: str, *, config: Mapping[str, Any], facts: Mapping[str, floa
     if verdict == m.GOOD_FIT:
         best, last = facts.get("best_val_acc_epoch"), facts.get("last_epoch")
         lowest = facts.get("min_val_loss_epoch")
-        # Validation loss still at its lowest in the last epochs: the run ended before the curve turned.
+        # Validation loss still at its lowest in the last epochs: the run ended before the curve turned
+        # (one that had not ended trains on anyway).
+        if end_state in m.NOT_ENDED:
+            return ["No change needed so far."]
         if lowest is not None and last is not None and lowest >= last - 1:
             return [f"Fits well; val_loss was still at its minimum at epoch {int(lowest)} of {int(last)} -> more "
                     "epochs (or a longer schedule) may still help."]

@@ -311,29 +311,38 @@ def standing_at_epoch(peers: pd.DataFrame, trial_id: str, epoch: float, *, same:
             f"epoch {int(epoch)} (best {_fmt(float(values.max()))})")
 
 
-def errored_before_first_epoch(trial_id: str, error: str) -> Diagnosis:
-    """A trial with no epoch to read: inconclusive, with its error as the evidence."""
-    advice = advise(m.INCONCLUSIVE, config={}, facts={}, end_state=m.ERRORED)
-    return Diagnosis(trial_id, m.INCONCLUSIVE, 0, f"errored before its first epoch: {error}", " ".join(advice),
+_NO_EPOCH = {m.ERRORED: "errored before its first epoch: {error}",
+             m.INTERRUPTED: "an interrupt cut it off before its first epoch",
+             m.UNFINISHED: "no epoch reported yet (it is running or pending, or its sweep stopped without recording "
+                           "an end)"}
+
+
+def before_first_epoch(trial_id: str, end_state: str, error: str = "") -> Diagnosis:
+    """A trial with no epoch to read (``end_state`` ERRORED or one of NOT_ENDED): inconclusive, with
+    why there is nothing to read as the evidence."""
+    advice = advise(m.INCONCLUSIVE, config={}, facts={N_EPOCHS: 0.0}, end_state=end_state)
+    return Diagnosis(trial_id, m.INCONCLUSIVE, 0, _NO_EPOCH[end_state].format(error=error), " ".join(advice),
                      {N_EPOCHS: 0.0})
 
 
 def diagnose(frame: pd.DataFrame | None, *, thresholds: DiagnosisThresholds | None = None,
              errors: Mapping[str, str] | None = None,
-             origins: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+             origins: Mapping[str, Mapping[str, Any]] | None = None,
+             not_ended: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per trial: verdict, epoch, evidence, advice, the facts, end_state and config.
 
     ``errors``: trial id -> its error line (``analysis.errors``). An errored trial's evidence ends
     with it, and a trial in ``errors`` without a row in ``frame`` (it failed before its first epoch)
-    gets a row of its own, so every trial a sweep started has a diagnosis. ``origins``: trial id ->
-    the columns such a row cannot take from ``frame`` (a comparison's strategy and seed). ``frame``
-    may be None when every trial failed before its first epoch.
+    gets a row of its own, so every trial a sweep started has a diagnosis. ``not_ended``: trial id
+    -> INTERRUPTED or UNFINISHED (``frames.not_ended_trials``); those without a row get one too.
+    ``origins``: trial id -> the columns such a row cannot take from ``frame`` (a comparison's
+    strategy and seed). ``frame`` may be None when no trial reported an epoch.
     """
     errors = dict(errors or {})
     th = thresholds or DiagnosisThresholds()
     if frame is None:
-        if not errors:
-            raise ValueError("diagnose needs a trial frame, or the errors of trials that never reported an epoch.")
+        if not errors and not not_ended:
+            raise ValueError("diagnose needs a trial frame, or the trials that never reported an epoch.")
         frame = pd.DataFrame({m.TRIAL_ID: [], m.EPOCH: [], m.TRAIN_ACC: []})
     require_columns(frame, (m.TRIAL_ID, m.EPOCH, m.TRAIN_ACC), what="diagnose")
     best = best_train_acc_by_epoch(frame, window=th.smoothing_window)
@@ -352,7 +361,7 @@ def diagnose(frame: pd.DataFrame | None, *, thresholds: DiagnosisThresholds | No
         # Only an errored end state: Ray keeps the error file of a trial a retry brought to an end.
         error = errors.pop(str(trial_id), None) if end_state == m.ERRORED else None
         evidence = d.evidence
-        if d.verdict == m.INCONCLUSIVE or end_state == m.STOPPED_EARLY:
+        if d.verdict == m.INCONCLUSIVE or end_state in (m.STOPPED_EARLY, *m.NOT_ENDED):
             evidence += standing_at_epoch(by_epoch[last], str(trial_id), last, same=origin)
         evidence += f"; errored: {error}" if error else ""
         out.append({m.TRIAL_ID: d.trial_id, **origin, VERDICT: d.verdict, DIAGNOSIS_EPOCH: d.epoch,
@@ -360,10 +369,12 @@ def diagnose(frame: pd.DataFrame | None, *, thresholds: DiagnosisThresholds | No
                     ADVICE: d.advice,
                     **d.facts, **cfg})
     seen = set(frame[m.TRIAL_ID].astype(str))
-    for trial_id, error in sorted(errors.items()):
+    # A trial Tune runs again (a retried error) is not ended, whatever error it left behind.
+    unread = {t: (m.ERRORED, e) for t, e in errors.items()} | {t: (s, "") for t, s in (not_ended or {}).items()}
+    for trial_id, (end_state, error) in sorted(unread.items()):
         if trial_id not in seen:
-            d = errored_before_first_epoch(trial_id, error)
+            d = before_first_epoch(trial_id, end_state, error)
             out.append({m.TRIAL_ID: d.trial_id, **(origins or {}).get(trial_id, {}), VERDICT: d.verdict,
-                        DIAGNOSIS_EPOCH: d.epoch, END_STATE: m.ERRORED,
+                        DIAGNOSIS_EPOCH: d.epoch, END_STATE: end_state,
                         SIGNALS: "", EVIDENCE: d.evidence, ADVICE: d.advice, **d.facts})
     return pd.DataFrame(out)

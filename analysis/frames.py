@@ -17,7 +17,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.errors import ERROR_FILE, trial_errors
+from analysis.errors import ERROR_FILE, folder_trial_id, trial_errors
+from analysis.ray_state import STATE_GLOB, ended, saved_trials
 from trainables import metrics as m
 
 END_STATE = m.END_STATE_TAG  # the frame's end-state column carries the tag's name
@@ -44,6 +45,11 @@ def config_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c.startswith(m.CONFIG_PREFIX)]
 
 
+def searched_columns(frame: pd.DataFrame) -> list[str]:
+    """The config columns whose value differs between trials: what the sweep searched."""
+    return [c for c in config_columns(frame) if frame[c].astype(str).nunique(dropna=False) > 1]
+
+
 def infer_end_state(rows: pd.DataFrame, *, errored: bool, max_epochs: float) -> str:
     """How a trial ended, from its curves when nothing recorded it.
 
@@ -67,8 +73,8 @@ def tidy(records: Iterable[Mapping[str, Any]], *, end_states: Mapping[str, str] 
          errored: Iterable[str] = ()) -> pd.DataFrame:
     """Build the tidy frame from flat per-epoch records (metrics + trial_id + config/<key>).
 
-    ``end_states`` maps trial ids to a recorded end state; trials without one get
-    ``infer_end_state``. Metrics become float64 (missing -> NaN), ``epoch`` int64.
+    ``end_states`` maps trial ids to a recorded end state, or to one of ``NOT_ENDED`` for a trial
+    that had not ended; trials without one get ``infer_end_state``. Metrics become float64 (missing -> NaN), ``epoch`` int64.
     """
     frame = pd.DataFrame.from_records(list(records))
     if frame.empty:
@@ -96,7 +102,7 @@ def _end_states(frame: pd.DataFrame, *, recorded: Mapping[str, str], errored: se
     sweep_max = float(frame[m.EPOCH].max())
     states: dict[str, str] = {}
     for trial_id, rows in frame.groupby(m.TRIAL_ID, sort=False):
-        if recorded.get(trial_id) in m.END_STATES:
+        if recorded.get(trial_id) in (*m.END_STATES, *m.NOT_ENDED):
             states[trial_id] = recorded[trial_id]
             continue
         configured = pd.to_numeric(rows[epochs_col], errors="coerce").iloc[0] if epochs_col in rows else math.nan
@@ -131,6 +137,9 @@ def trial_folders(experiment_dir: str | Path) -> list[Path]:
     folders = sorted(p.parent for p in root.glob("*/result.json"))
     if not folders:
         nested = sorted({p.parent.parent.name for p in root.glob("*/*/result.json")})
+        if not nested and any(root.glob(STATE_GLOB)):  # a sweep just started, or stopped before any epoch
+            raise ValueError(f"No trial of the sweep in {str(root)!r} has reported an epoch yet (Tune saved its state, "
+                             "but no trial folder holds a result.json). Report on it once a trial has run an epoch.")
         hint = (f" It holds experiment folders ({', '.join(nested)}); pass one of them." if nested
                 else " Pass the experiment folder that holds one folder per trial.")
         raise ValueError(f"No trial folder with result.json under {str(root)!r}.{hint}")
@@ -150,9 +159,40 @@ def recorded_end_states(experiment_dir: str | Path) -> dict[str, str]:
     return dict(zip(table[m.TRIAL_ID], table[m.END_STATE_TAG]))
 
 
+def not_ended_trials(experiment_dir: str | Path) -> dict[str, str]:
+    """Trial id -> ``INTERRUPTED`` or ``UNFINISHED`` for each trial of the folder that had not ended.
+
+    Without this, a trial cut off at epoch 3 of 10 reads as stopped early (its curves alone look
+    so). Tune's saved state says which trials had ended; the sweep's summary.csv (written at an
+    interrupt) says which of the others an interrupt cut off. A trial Tune still lists as running
+    with no such label is unfinished: its sweep is running, or its driver died first. So is one
+    that started after Tune's last snapshot (in neither file) unless the summary gave it an end.
+    Without Tune's state (a folder copied without it) the summary's labels are all there is.
+    """
+    root = Path(experiment_dir).resolve()
+    recorded = recorded_end_states(root)
+    trials = saved_trials(str(root))
+    saved = {t.trial_id: t.status for t in trials}
+    labelled = {t for t, state in recorded.items() if state == m.INTERRUPTED}
+    # Trial folders Tune's state does not name: Ray writes params.json as a trial starts.
+    known = {t.folder for t in trials}
+    started = {folder_trial_id(p.parent) for name in ("params.json", "result.json") for p in root.glob(f"*/{name}")
+               if p.parent.name not in known}
+    out = {}
+    for trial_id in sorted(saved.keys() | labelled | (started if saved else set())):
+        status = saved.get(trial_id)
+        if status is not None and ended(status, recorded.get(trial_id)):
+            continue
+        if status is None and recorded.get(trial_id) in m.END_STATES:
+            continue
+        out[trial_id] = m.INTERRUPTED if trial_id in labelled else m.UNFINISHED
+    return out
+
+
 def load_ray_results(experiment_dir: str | Path) -> pd.DataFrame:
     """The tidy frame of a Ray Tune experiment folder, read from each trial's result.json; end
-    states as the sweep's summary recorded them, else inferred."""
+    states as the sweep's summary recorded them (``not_ended_trials`` for trials that had not
+    ended), else inferred."""
     records: list[dict[str, Any]] = []
     errored: list[str] = []
     for folder in trial_folders(experiment_dir):
@@ -163,14 +203,23 @@ def load_ray_results(experiment_dir: str | Path) -> pd.DataFrame:
             records.append(record)
         if lines and any((folder / name).exists() for name in _ERROR_FILES):
             errored.append(str(lines[0][m.TRIAL_ID]))
+    not_ended = not_ended_trials(experiment_dir)
     if not records:
         errors = trial_errors(experiment_dir)
+        if not_ended:
+            interrupted = sum(state == m.INTERRUPTED for state in not_ended.values())
+            how = [f"{interrupted} cut off by an interrupt (python -m sweeps.cifar --resume continues them)"
+                   if interrupted else "", f"{len(not_ended) - interrupted} still running or pending"
+                   if len(not_ended) > interrupted else "", f"{len(errors)} errored" if errors else ""]
+            raise ValueError(f"No trial has reported an epoch yet: {', '.join(h for h in how if h)}. Report on the "
+                             "sweep once a trial has run an epoch.")
         if errors:
             first = next(iter(errors.values()))
             raise ValueError(f"No trial reported any epoch: {len(errors)} of the {len(trial_folders(experiment_dir))} "
                              f"trials errored before their first, e.g. {first!r} (tracebacks: error.txt in each trial "
                              f"folder under {str(experiment_dir)!r}). Fix that and run the sweep again.")
-    return tidy(records, end_states=recorded_end_states(experiment_dir), errored=errored)
+    final = {t: state for t, state in recorded_end_states(experiment_dir).items() if state in m.END_STATES}
+    return tidy(records, end_states={**final, **not_ended}, errored=errored)
 
 
 def final_rows(frame: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,7 @@ re-running the analysis updates a sweep's runs and never duplicates anything.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from urllib.parse import urlsplit
@@ -166,6 +166,18 @@ class MlflowSweep:
     parent: "Run"
     frame: pd.DataFrame
     errors: dict[str, str]  # trial id -> TAG_ERROR (a run logged before the sweep wrote it: a hint)
+    not_ended: dict[str, str] = field(default_factory=dict)  # trial id -> INTERRUPTED / UNFINISHED
+
+
+# A child run without an end state whose status says it had not ended: the sweep marks the runs an
+# interrupt cut off KILLED, and those of a sweep still going (or whose driver died) stay RUNNING.
+_NOT_ENDED_STATUS = {"KILLED": m.INTERRUPTED, "RUNNING": m.UNFINISHED, "SCHEDULED": m.UNFINISHED}
+
+
+def not_ended_runs(children: list["Run"]) -> dict[str, str]:
+    """Trial id -> INTERRUPTED or UNFINISHED for each child run that had not ended."""
+    return {run.data.tags.get(m.TAG_TRIAL_ID, run.info.run_name): _NOT_ENDED_STATUS[run.info.status]
+            for run in children if m.END_STATE_TAG not in run.data.tags and run.info.status in _NOT_ENDED_STATUS}
 
 
 def read_sweep(ref: str, *, tracking_uri: str | None = None) -> MlflowSweep:
@@ -180,13 +192,19 @@ def read_sweep(ref: str, *, tracking_uri: str | None = None) -> MlflowSweep:
     errors = {run.data.tags.get(m.TAG_TRIAL_ID, run.info.run_name):
               run.data.tags.get(m.TAG_ERROR) or "(no error text logged; see the trial folder's error.txt)"
               for run in children if run.data.tags.get(m.END_STATE_TAG) == m.ERRORED}
+    not_ended = not_ended_runs(children)
+    if not records and not_ended:
+        raise ValueError(f"No trial of the parent run {parent.info.run_id} has logged an epoch yet: {len(not_ended)} of "
+                         f"its {len(children)} trials had not ended (cut off by an interrupt, or still running)"
+                         f"{f' and {len(errors)} errored' if errors else ''}. "
+                         "Report on the sweep once a trial has run an epoch.")
     if not records and errors:
         raise ValueError(f"No trial of the parent run {parent.info.run_id} logged any epoch: {len(errors)} of its "
                          f"{len(children)} trials errored before their first, e.g. {next(iter(errors.values()))!r}. "
                          "Fix that and run the sweep again.")
     end_states = {run.data.tags.get(m.TAG_TRIAL_ID, run.info.run_name): run.data.tags[m.END_STATE_TAG]
                   for run in children if m.END_STATE_TAG in run.data.tags}
-    return MlflowSweep(parent, tidy(records, end_states=end_states), errors)
+    return MlflowSweep(parent, tidy(records, end_states={**end_states, **not_ended}), errors, not_ended)
 
 
 def load_mlflow(ref: str, *, tracking_uri: str | None = None) -> pd.DataFrame:

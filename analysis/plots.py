@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.diagnosis import DIAGNOSIS_EPOCH, VERDICT
-from analysis.frames import config_columns, final_rows
+from analysis.frames import END_STATE, config_columns, final_rows, searched_columns
 from analysis.strategies import SEED, STRATEGY, TRIAL_EPOCHS, spread_over_seeds
 from trainables import metrics as m
 
@@ -24,6 +24,24 @@ VERDICT_COLORS = {m.OVERFITTING: "tab:red", m.UNDERFITTING: "tab:blue", m.DIVERG
                   m.GOOD_FIT: "tab:green", m.INCONCLUSIVE: "tab:gray"}
 # Hyperparameters searched on a log scale in practice; others get log x when they span >= 2 decades.
 LOG_SCALE_KEYS = ("lr", "weight_decay", "l1")
+MAX_TITLE_HYPERPARAMETERS = 5  # searched values in a curve's title; more do not fit its width
+TITLE_FIRST = ("lr", "optimizer")  # what most decides a curve's shape comes first, the rest by name
+
+
+def _value(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def curve_title(trial_id: str, rows: pd.DataFrame, *, verdict: str, searched: list[str]) -> str:
+    """"ab12c_00003: overfitting (interrupted) | lr=0.05 batch_size=128": the id alone says nothing
+    of which config the curves belong to; an end state other than completed says why they stop."""
+    state = str(rows[END_STATE].iloc[-1]) if END_STATE in rows else m.COMPLETED
+    head = f"{trial_id}: {verdict}{'' if state == m.COMPLETED else f' ({state})'}"
+    first = [f"{m.CONFIG_PREFIX}{k}" for k in TITLE_FIRST]
+    ordered = sorted(searched, key=lambda c: first.index(c) if c in first else len(first))
+    values = " ".join(f"{c.removeprefix(m.CONFIG_PREFIX)}={_value(rows[c].iloc[0])}"
+                      for c in ordered[:MAX_TITLE_HYPERPARAMETERS])
+    return f"{head} | {values}" if values else head
 
 
 def new_figure(*, width: float, height: float) -> "Figure":
@@ -50,6 +68,7 @@ def plot_curves(frame: pd.DataFrame, trial_ids: Iterable[str], *,
         raise ValueError("plot_curves needs at least one trial id; pass e.g. the best and the flagged trials.")
     verdicts = _verdicts(diagnoses)
     epochs_at = {} if diagnoses is None else dict(zip(diagnoses[m.TRIAL_ID].astype(str), diagnoses[DIAGNOSIS_EPOCH]))
+    searched = searched_columns(frame)
     fig = new_figure(width=10, height=2.6 * len(ids))
     axes = fig.subplots(len(ids), 2, squeeze=False)
     for row, trial_id in zip(axes, ids):
@@ -65,7 +84,8 @@ def plot_curves(frame: pd.DataFrame, trial_ids: Iterable[str], *,
             ax.set_xlabel(m.EPOCH)
             ax.set_ylabel(label)
             ax.legend(fontsize=7)
-        row[0].set_title(f"{trial_id}: {verdicts.get(trial_id, '')}", fontsize=9, loc="left")
+        row[0].set_title(curve_title(trial_id, rows, verdict=verdicts.get(trial_id, ""), searched=searched),
+                         fontsize=9, loc="left")
     return fig
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 from analysis.diagnosis import ADVICE, DIAGNOSIS_EPOCH, EVIDENCE, N_EPOCHS, VERDICT, diagnose
 from analysis.errors import trial_errors
 from analysis.frames import (END_STATE, load_comparison_errors, load_comparison_trials, load_ray_results,
-                             trial_folders)
+                             not_ended_trials, searched_columns, trial_folders)
 from analysis.strategies import (SEED, STRATEGY, format_strategy_table, is_comparison_folder, load_comparison,
                                  strategy_table)
 from analysis.thresholds import DiagnosisThresholds, thresholds_from_json, thresholds_from_mapping
@@ -70,12 +70,8 @@ def verdicts_by_strategy(diagnoses: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def searched_columns(diagnoses: pd.DataFrame, *, limit: int = MAX_TABLE_HYPERPARAMETERS) -> list[str]:
-    """The config columns whose value differs between trials (what the sweep searched), so the
-    table reads against the hyperparameters without diagnoses.csv beside it; at most ``limit``."""
-    varying = [c for c in diagnoses.columns if c.startswith(m.CONFIG_PREFIX)
-               and diagnoses[c].astype(str).nunique(dropna=False) > 1]
-    return varying[:limit]
+def _trials(n: int) -> str:
+    return f"{n} trial{'' if n == 1 else 's'}"
 
 
 def summarize(diagnoses: pd.DataFrame | None, strategies: pd.DataFrame | None) -> str:
@@ -101,6 +97,15 @@ def summarize(diagnoses: pd.DataFrame | None, strategies: pd.DataFrame | None) -
                 before = int((errored[N_EPOCHS] == 0).sum()) if N_EPOCHS in errored else 0
                 lines.append(f"{len(errored)} trials errored ({before} before their first epoch); the error is in "
                              "each one's evidence, the traceback in its trial folder's error.txt.")
+            cut = diagnoses[diagnoses[END_STATE] == m.INTERRUPTED]
+            unfinished = diagnoses[diagnoses[END_STATE] == m.UNFINISHED]
+            if len(cut):
+                lines.append(f"{_trials(len(cut))} cut off by an interrupt ({m.INTERRUPTED}): their verdicts read "
+                             "the curves so far; python -m sweeps.cifar --resume runs them on, then report again.")
+            if len(unfinished):
+                lines.append(f"{_trials(len(unfinished))} had not ended ({m.UNFINISHED}: running or pending, or the "
+                             "sweep stopped without recording an end): their verdicts read the curves so far; "
+                             "report again once the sweep has ended.")
     if strategies is not None:
         for row in strategies.to_dict("records"):
             lines.append(f"Strategy {row['strategy']}: best_val_acc median {row['best_val_acc_median']:.4f} "
@@ -125,7 +130,8 @@ def render_html(report: Report, *, title: str, captions: dict[str, str]) -> str:
              f"<pre>{html.escape(report.summary)}</pre>"]
     if report.diagnoses is not None:
         cols = [m.TRIAL_ID, VERDICT, DIAGNOSIS_EPOCH, END_STATE, "n_epochs", "best_val_acc",
-                *searched_columns(report.diagnoses), EVIDENCE, ADVICE]
+                # The table reads against the hyperparameters without diagnoses.csv beside it.
+                *searched_columns(report.diagnoses)[:MAX_TABLE_HYPERPARAMETERS], EVIDENCE, ADVICE]
         table = report.diagnoses[[c for c in cols if c in report.diagnoses]].rename(
             columns=lambda c: c.removeprefix(m.CONFIG_PREFIX))
         parts += ["<h2>Diagnosis per trial</h2>", table.to_html(index=False, float_format="{:.4g}".format)]
@@ -149,10 +155,12 @@ def _save(fig, path: Path) -> Path:
 def build_report(frame: pd.DataFrame | None, *, out_dir: str | Path, thresholds: DiagnosisThresholds | None = None,
                  comparison_dir: str | Path | None = None, title: str = "Sweep report",
                  errors: Mapping[str, str] | None = None,
-                 origins: Mapping[str, Mapping[str, object]] | None = None) -> Report:
+                 origins: Mapping[str, Mapping[str, object]] | None = None,
+                 not_ended: Mapping[str, str] | None = None) -> Report:
     """Diagnose ``frame`` (may be None for a comparison only), plot, and write the report folder.
     ``errors``: trial id -> error line of the sweep's failed trials; ``origins``: trial id -> the
-    strategy and seed of a comparison's trials that failed before an epoch (see ``diagnosis.diagnose``)."""
+    strategy and seed of a comparison's trials that failed before an epoch; ``not_ended``: trial id
+    -> INTERRUPTED or UNFINISHED (see ``diagnosis.diagnose``)."""
     from analysis import plots  # matplotlib only when a report is drawn
 
     if frame is None and comparison_dir is None and not errors:
@@ -162,7 +170,7 @@ def build_report(frame: pd.DataFrame | None, *, out_dir: str | Path, thresholds:
     report = Report(out_dir=out, html=out / REPORT_HTML, diagnoses=None)
     captions = {}
     if frame is not None or errors:  # errors alone: every trial failed before its first epoch
-        report.diagnoses = diagnose(frame, thresholds=thresholds, errors=errors, origins=origins)
+        report.diagnoses = diagnose(frame, thresholds=thresholds, errors=errors, origins=origins, not_ended=not_ended)
         report.diagnoses.to_csv(out / DIAGNOSES_CSV, index=False)
     if frame is not None:
         chosen = curve_trials(report.diagnoses)
@@ -343,11 +351,11 @@ def _mlflow_failed(uri: str, exc: BaseException, *, while_: str, then: str) -> i
 
 def _run(args: argparse.Namespace, *, source: Path, out: Path, thresholds: DiagnosisThresholds) -> int:
     comparison = args.compare or (str(source) if source.is_dir() and is_comparison_folder(source) else None)
-    frame, parent_ref, sweep_name, errors, origins = None, None, None, {}, {}
+    frame, parent_ref, sweep_name, errors, origins, not_ended = None, None, None, {}, {}, {}
     if source.is_dir():
         if _has_trials(source) or comparison is None:
             frame = load_ray_results(source)  # raises with a hint when the folder holds no trials
-            errors = trial_errors(source)
+            errors, not_ended = trial_errors(source), not_ended_trials(source)
             sweep_name = source.resolve().name
         else:  # a comparison folder: diagnose its sweeps' trials too, when their Ray results are there
             frame = load_comparison_trials(source, strategy_col=STRATEGY, seed_col=SEED)
@@ -368,6 +376,7 @@ def _run(args: argparse.Namespace, *, source: Path, out: Path, thresholds: Diagn
                 "Nothing was written; run the same command again once MLflow works, or pass the sweep's Ray "
                 "experiment folder instead."))
         frame, errors, parent_ref = sweep.frame, sweep.errors, sweep.parent.info.run_id
+        not_ended = sweep.not_ended
         if parent_ref != args.sweep:  # an experiment name: say which of its sweeps this is
             print(f"MLflow experiment {args.sweep!r}: its latest sweep, "
                   f"{sweep.parent.data.tags.get(m.TAG_SWEEP_NAME, '?')} (parent run {parent_ref}); pass a parent "
@@ -376,7 +385,8 @@ def _run(args: argparse.Namespace, *, source: Path, out: Path, thresholds: Diagn
         raise ValueError(f"{args.sweep!r} is not a folder. Pass a Ray experiment folder or a sweeps.compare "
                          "folder, or an MLflow experiment name / parent run id together with --tracking-uri.")
     report = build_report(frame, out_dir=out, thresholds=thresholds, comparison_dir=comparison,
-                          title=f"Sweep report: {source.name or args.sweep}", errors=errors, origins=origins)
+                          title=f"Sweep report: {source.name or args.sweep}", errors=errors, origins=origins,
+                          not_ended=not_ended)
     print(report.summary)
     print(f"Report: {report.html}")
     if args.tracking_uri and not args.no_mlflow and report.diagnoses is not None:

@@ -24,15 +24,15 @@ from typing import Any, Sequence
 
 from analysis.errors import ERROR_FILE, folder_error
 from analysis.frames import recorded_end_states
-from sweeps.config import CONFIG_FILE, is_uri
-from sweeps.ray_state import ERROR, PAUSED, STATE_GLOB, TERMINATED, saved_trials
+from analysis.ray_state import ERROR, STATE_GLOB, TERMINATED, ended, saved_trials
 from analysis.redact import redact_uri
+from sweeps.config import CONFIG_FILE, is_uri
 from sweeps.storage import mirror_records
 from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV
 from sweeps.tracking_config import TrackingConfig, TrackingError, add_tracking_args, tracking_from_args
 from sweeps.tracking_runs import (FINISHED, KILLED, RUNNING, TAG_SWEEP_FOLDER, RunStore, read_results, run_status,
                                   trial_max_epochs)
-from trainables.metrics import END_STATE_TAG, END_STATES, ERRORED, TRIAL_ID
+from trainables.metrics import END_STATE_TAG, ERRORED, TRIAL_ID
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
@@ -50,10 +50,7 @@ class RayTrial:
 
     @property
     def ended(self) -> bool:
-        """Ray ended it; or Hyperband paused it as its sweep finished: Tune saves such trials PAUSED
-        (sweeps/trial_ends.py), and only the driver's summary tells them from a paused trial of an
-        interrupted sweep (which it labels interrupted)."""
-        return self.status in (TERMINATED, ERROR) or (self.status == PAUSED and self.summary_state in END_STATES)
+        return ended(self.status, self.summary_state)
 
 
 @dataclass

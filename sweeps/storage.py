@@ -13,8 +13,8 @@ from typing import Any, Iterable
 
 import pyarrow.fs
 
+from analysis.ray_state import STATE_GLOB
 from sweeps.config import is_uri
-from sweeps.ray_state import STATE_GLOB
 
 # The files backfill reads; checkpoints are left where they are (they can be large).
 RECORD_FILES = ("result.json", "params.json", "error.txt")

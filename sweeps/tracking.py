@@ -34,11 +34,11 @@ from urllib.parse import urlsplit
 
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
+from analysis.mlflow_store import HTTP_SCHEMES, configure_http_client, failure_reason, uri_problem
+from analysis.ray_state import ERROR
+from analysis.redact import redact_text, redact_uri, secret_values
 from sweeps import storage
 from sweeps.config import is_uri
-from sweeps.ray_state import ERROR
-from analysis.mlflow_store import HTTP_SCHEMES, configure_http_client, failure_reason, uri_problem
-from analysis.redact import redact_text, redact_uri, secret_values
 from sweeps.tracking_config import (ENV_TRACKING_URI, LOCAL_STORE, TrackingConfig, TrackingError, export_note,
                                      usable_uri)
 from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV, end_state

@@ -20,7 +20,7 @@ from typing import Any
 
 from ray import tune
 
-from sweeps.ray_state import ERROR, TERMINATED
+from analysis.ray_state import ERROR, TERMINATED
 
 ENDED_STATUSES = (TERMINATED, ERROR)
 

@@ -16,9 +16,10 @@ import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 
+from analysis.ray_state import has_state, saved_trials, trial_folders
 from sweeps.capacity import Autoscaling, fitting_types, read_autoscaling, scaled_slots, trials_per_node, unknown_types
 from sweeps.config import CONFIG_FILE, SweepConfig, SweepInputError, check_address, is_uri
-from sweeps.ray_state import has_state, resume_progress, saved_trials, trial_folders
+from sweeps.resume_plan import resume_progress
 from sweeps.scheduler_state import SchedulerState
 from sweeps.space import Space, check_fits_data, grid_size, sampled_keys
 from sweeps.space_builtin import resolve_space

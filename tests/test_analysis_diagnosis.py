@@ -386,3 +386,35 @@ def test_a_short_or_rung_stopped_trial_says_where_it_stood_when_it_ended():
     assert got["t2"] == m.INCONCLUSIVE
     assert table.loc["t2", "evidence"].endswith("; val_acc 0.31 at epoch 3: 4th of 5 trials that reached epoch 3 "
                                                 "(best 0.45)")
+
+
+def test_a_trial_that_had_not_ended_is_judged_so_far_and_told_what_it_still_needs():
+    # Cut off at epoch 12 of 20 (an interrupt) or still running at 10 of 20: no "train longer", no
+    # "more epochs may still help", no "stopped early"; each says how its verdict becomes final.
+    slow = records("slow", 2.25 - 0.024 * E[:12], 0.2 + 0.0075 * E[:12], 2.27 - 0.024 * E[:12],
+                   0.19 + 0.0075 * E[:12], lr=1e-4, epochs=20)
+    running = [r for r in good(epochs=20) if r[m.EPOCH] <= 10]
+    short = records("short", [2.3, 2.2], [0.1, 0.12], [2.3, 2.25], [0.1, 0.11], epochs=20)
+    frame = tidy(slow + running + short + good("done", epochs=20),
+                 end_states={"slow": m.INTERRUPTED, "good": m.UNFINISHED, "short": m.INTERRUPTED})
+    table = diagnose(frame, not_ended={"slow": m.INTERRUPTED, "good": m.UNFINISHED, "never": m.INTERRUPTED,
+                                       "queued": m.UNFINISHED}).set_index(m.TRIAL_ID)
+    assert table.loc["slow", "diagnosis"] == m.UNDERFITTING and table.loc["slow", m.END_STATE_TAG] == m.INTERRUPTED
+    assert "lr 0.0001" in table.loc["slow", "advice"]  # the config's advice stands
+    for trial_id in ("slow", "good", "short"):
+        advice = table.loc[trial_id, "advice"]
+        assert not re.search(r"train longer|more epochs|stopped early", advice), advice
+    assert table.loc["slow", "advice"].endswith(
+        "An interrupt cut it off at epoch 12 of 20, so this reads its curves so far: python -m sweeps.cifar "
+        "--resume on its sweep runs it on; report again after.")
+    assert table.loc["good", "advice"].startswith("No change needed so far. It had not ended at epoch 10 of 20")
+    assert table.loc["short", "diagnosis"] == m.INCONCLUSIVE and table.loc["short", "advice"].startswith(
+        "An interrupt cut it off at epoch 2 of 20")
+    # Where it stood when it was cut off, as for a trial a scheduler stopped.
+    assert "at epoch 12: 2nd of 2 trials that reached epoch 12" in table.loc["slow", "evidence"]
+    # No epoch yet: a row each, inconclusive, saying why there is nothing to read.
+    assert table.loc["never", "evidence"] == "an interrupt cut it off before its first epoch"
+    assert table.loc["never", "advice"].startswith("An interrupt cut it off before its first epoch: ")
+    assert table.loc["queued", "evidence"].startswith("no epoch reported yet")
+    assert (table.loc["queued", "diagnosis"], table.loc["queued", m.END_STATE_TAG], table.loc["queued", "n_epochs"]) \
+        == (m.INCONCLUSIVE, m.UNFINISHED, 0)

@@ -14,15 +14,20 @@ import pytest
 
 from analysis import load_ray_results, strategy_table
 from analysis.report import _default_tracking_uri, _parser, main
+from analysis.frames import not_ended_trials
 from analysis.strategies import spread_over_seeds
 from trainables import metrics as m
 from tests.test_analysis_diagnosis import good, overfit, underfit
+from tests.test_analysis_ray_state import write_state
+
+
+RAY_FOLDER = "train_{}_0"  # write_ray_folder's trial folder names
 
 
 def write_ray_folder(root, trials: dict[str, list[dict]], *, errored=()):
     """Trial folders the way Ray Tune writes them: result.json lines with the config nested."""
     for trial_id, rows in trials.items():
-        folder = root / f"train_{trial_id}_0"
+        folder = root / RAY_FOLDER.format(trial_id)
         folder.mkdir(parents=True)
         lines = []
         for row in rows:
@@ -87,6 +92,11 @@ def test_load_ray_results_errors_name_the_fix(tmp_path):
     (tmp_path / "storage" / "exp" / "t1" / "result.json").write_text("{}\n")
     with pytest.raises(ValueError, match="pass one of them"):
         load_ray_results(tmp_path / "storage")
+    started = tmp_path / "started"  # Tune saved its state; no trial has written a result yet
+    (started / "train_a_0").mkdir(parents=True)
+    write_state(started, "2026-11-23_01-00-00", {"a": "RUNNING"}, trial_folder=RAY_FOLDER)
+    with pytest.raises(ValueError, match="has reported an epoch yet"):
+        load_ray_results(started)
 
 
 def test_errored_trial_is_marked(tmp_path):
@@ -96,9 +106,70 @@ def test_errored_trial_is_marked(tmp_path):
     # Ray keeps error.txt after a retry from a checkpoint succeeds; the sweep's summary knows better.
     pd.DataFrame({m.TRIAL_ID: ["a"], m.END_STATE_TAG: [m.COMPLETED]}).to_csv(folder / "summary.csv", index=False)
     assert set(load_ray_results(folder)[m.END_STATE_TAG]) == {m.COMPLETED}
-    # A label that is no end state (a Ctrl-C's "interrupted") leaves the end state to the folder.
-    pd.DataFrame({m.TRIAL_ID: ["a"], m.END_STATE_TAG: ["interrupted"]}).to_csv(folder / "summary.csv", index=False)
-    assert set(load_ray_results(folder)[m.END_STATE_TAG]) == {m.ERRORED}
+    # Cut off by a Ctrl-C (mid-retry): --resume runs it again, so its error file is history.
+    pd.DataFrame({m.TRIAL_ID: ["a"], m.END_STATE_TAG: [m.INTERRUPTED]}).to_csv(folder / "summary.csv", index=False)
+    assert set(load_ray_results(folder)[m.END_STATE_TAG]) == {m.INTERRUPTED}
+
+
+def _rows(rows):
+    return [{k: v for k, v in r.items() if k != m.TRIAL_ID} for r in rows]
+
+
+def test_trials_an_interrupt_cut_off_are_interrupted_not_stopped_early_and_each_gets_a_row(tmp_path, capsys):
+    # What a Ctrl-C leaves: Tune's state (the cut-off trial RUNNING, one never run PENDING) and the
+    # sweep's summary.csv labelling both interrupted. Found by review: the report called the first
+    # stopped early ("give it more epochs") and left the second out.
+    folder = write_ray_folder(tmp_path / "sweep", {"done": _rows(good(epochs=20)),
+                                                   "cut": _rows(underfit(epochs=20)[:5]), "never": []})
+    write_state(folder, "2026-11-23_01-00-00", {"done": "TERMINATED", "cut": "RUNNING", "never": "PENDING"},
+                trial_folder=RAY_FOLDER)
+    pd.DataFrame({m.TRIAL_ID: ["done", "cut", "never"],
+                  m.END_STATE_TAG: [m.COMPLETED, m.INTERRUPTED, m.INTERRUPTED]}).to_csv(folder / "summary.csv",
+                                                                                        index=False)
+    assert not_ended_trials(folder) == {"cut": m.INTERRUPTED, "never": m.INTERRUPTED}
+    states = load_ray_results(folder).groupby(m.TRIAL_ID)[m.END_STATE_TAG].first().to_dict()
+    assert states == {"done": m.COMPLETED, "cut": m.INTERRUPTED}
+
+    assert main([str(folder), "--no-mlflow"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("3 trials: ") and "2 trials cut off by an interrupt (interrupted)" in out
+    table = pd.read_csv(folder / "report" / "diagnoses.csv").set_index(m.TRIAL_ID)
+    assert "stopped early" not in table.loc["cut", "advice"] and "--resume" in table.loc["cut", "advice"]
+    assert (table.loc["never", "diagnosis"], table.loc["never", m.END_STATE_TAG]) == (m.INCONCLUSIVE, m.INTERRUPTED)
+
+
+def test_a_running_sweeps_trials_are_unfinished_and_a_finished_ones_are_not(tmp_path):
+    # No summary.csv yet: the sweep is running (or its driver died). "late" started after Tune's last
+    # snapshot. Hyperband's trials paused as a finished sweep ended are stopped early (its summary says).
+    folder = write_ray_folder(tmp_path / "sweep", {"done": _rows(good(epochs=20)), "run": _rows(good(epochs=20)[:4]),
+                                                   "late": _rows(good(epochs=20)[:1])})
+    write_state(folder, "2026-11-23_01-00-00", {"done": "TERMINATED", "run": "RUNNING"}, trial_folder=RAY_FOLDER)
+    assert not_ended_trials(folder) == {"run": m.UNFINISHED, "late": m.UNFINISHED}
+    states = load_ray_results(folder).groupby(m.TRIAL_ID)[m.END_STATE_TAG].first().to_dict()
+    assert states == {"done": m.COMPLETED, "run": m.UNFINISHED, "late": m.UNFINISHED}
+    write_state(folder, "2026-11-23_02-00-00", {"done": "TERMINATED", "run": "PAUSED", "late": "TERMINATED"},
+                trial_folder=RAY_FOLDER)
+    pd.DataFrame({m.TRIAL_ID: ["done", "run", "late"], m.END_STATE_TAG: [m.COMPLETED, m.STOPPED_EARLY,
+                                                                         m.STOPPED_EARLY]}).to_csv(
+        folder / "summary.csv", index=False)
+    assert not_ended_trials(folder) == {}
+    # No Tune state at all (a folder copied without it): nothing to tell, the curves decide as before.
+    for state in folder.glob("experiment_state-*.json"):
+        state.unlink()
+    (folder / "summary.csv").unlink()
+    assert not_ended_trials(folder) == {}
+    assert load_ray_results(folder).groupby(m.TRIAL_ID)[m.END_STATE_TAG].first().to_dict()["run"] == m.STOPPED_EARLY
+
+
+def test_a_sweep_interrupted_before_any_epoch_says_so(tmp_path):
+    folder = write_ray_folder(tmp_path / "sweep", {"a": [], "b": []})
+    write_state(folder, "2026-11-23_01-00-00", {"a": "RUNNING", "b": "PENDING"}, trial_folder=RAY_FOLDER)
+    with pytest.raises(ValueError, match=r"No trial has reported an epoch yet: 2 still running or pending\. "):
+        load_ray_results(folder)
+    pd.DataFrame({m.TRIAL_ID: ["a", "b"], m.END_STATE_TAG: [m.INTERRUPTED] * 2}).to_csv(folder / "summary.csv",
+                                                                                       index=False)
+    with pytest.raises(ValueError, match=r"2 cut off by an interrupt \(python -m sweeps.cifar --resume"):
+        load_ray_results(folder)
 
 
 def comparison_folder(root):
@@ -309,6 +380,18 @@ def test_a_diverged_trial_does_not_flatten_the_loss_gap_plot():
     low, high = loss_ax.get_ylim()
     assert high - low < 10 and loss_ax.get_title() == "diverged trials left out"
     assert len(acc_ax.lines) == 3  # both trials' accuracy gaps and the zero line
+
+
+def test_a_curves_title_names_the_config_and_an_end_other_than_completed():
+    from analysis import diagnose, tidy
+    from analysis.plots import plot_curves
+
+    frame = tidy(overfit(lr=0.1, batch_size=128, epochs=20, dropout=0.1)
+                 + good(lr=0.05, batch_size=128, epochs=20, dropout=0.2), end_states={"over": m.INTERRUPTED})
+    fig = plot_curves(frame, ["good", "over"], diagnoses=diagnose(frame))
+    titles = [ax.get_title(loc="left") for ax in fig.axes[::2]]
+    # Only what the sweep searched, the lr first; not what all trials share (batch_size, epochs).
+    assert titles == ["good: good_fit | lr=0.05 dropout=0.2", "over: overfitting (interrupted) | lr=0.1 dropout=0.1"]
 
 
 def test_a_sweep_whose_trials_all_errored_before_an_epoch_says_why(tmp_path, capsys):

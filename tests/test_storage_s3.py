@@ -15,9 +15,9 @@ import pytest
 import ray
 from mlflow import MlflowClient
 
+from analysis.ray_state import saved_trials
 from sweeps.backfill import backfill
 from sweeps.config import SweepConfig
-from sweeps.ray_state import saved_trials
 from sweeps.storage import mirror_records
 from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV
 from sweeps.tracking import check_tracking, for_sweep

@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analysis import diagnose, load_ray_results
+from analysis.frames import not_ended_trials
 from sweeps.summary import SUMMARY_CSV
 from trainables import metrics
 
@@ -66,6 +68,12 @@ def test_resume_finishes_an_interrupted_sweep_without_redoing_finished_trials(ci
     before = _lines_by_trial(experiment)
     finished = _finished_trials(experiment)
     assert finished and len(finished) < TRIALS, output[-3000:]
+    # The report gives every trial the sweep listed a row (one cut off before its first epoch too),
+    # with the summary's label: an interrupted one is not read as stopped early (FIFO stops none).
+    listed = pd.read_csv(experiment / SUMMARY_CSV, dtype=str).set_index(metrics.TRIAL_ID)[metrics.END_STATE_TAG]
+    diagnoses = diagnose(load_ray_results(experiment), not_ended=not_ended_trials(experiment))
+    assert diagnoses.set_index(metrics.TRIAL_ID)[metrics.END_STATE_TAG].sort_index().to_dict() == \
+        listed.sort_index().to_dict(), output[-3000:]
 
     resumed = subprocess.run([*cli, "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]

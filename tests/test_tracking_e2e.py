@@ -26,6 +26,7 @@ from ray import tune
 from ray.tune import ExperimentAnalysis
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
+from analysis import load_ray_results, mlflow_io
 from sweeps.backfill import backfill
 from sweeps.config import SweepConfig
 from sweeps.summary import BEST_CONFIG_JSON, SUMMARY_CSV, format_summary, summarize
@@ -235,12 +236,18 @@ def test_killed_driver_resumes_into_the_same_runs_in_the_default_local_store(ray
     try:
         client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
         _wait_for(lambda: (tmp_path / "mlflow.db").exists() and list(folder.glob("experiment_state-*.json"))
-                  and _logged_epochs(client) >= 1, timeout_s=240, what="a first epoch logged in MLflow")
+                  and _logged_epochs(client) >= 1 and any(p.stat().st_size for p in folder.glob("*/result.json")),
+                  timeout_s=240, what="a first epoch logged in MLflow and in Ray's folder")
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
         driver.wait(timeout=60)
     experiment_id = client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id
     assert _parents(client, experiment_id, folder)[0].info.status == "RUNNING"  # what a SIGKILL leaves
+    # Its trials had not ended; the report must not read them as stopped early (or completed), from
+    # MLflow (runs left RUNNING) or from Ray's folder (no summary; Tune's state still RUNNING/PENDING).
+    killed = mlflow_io.read_sweep(DEFAULT_EXPERIMENT, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert set(killed.frame[metrics.END_STATE_TAG]) == {metrics.UNFINISHED}
+    assert set(load_ray_results(folder)[metrics.END_STATE_TAG]) == {metrics.UNFINISHED}
     # A resumed trial restarts from the checkpoint in Tune's last state snapshot, which can be older
     # than what the killed driver had logged (or none: epoch 1 again); those epochs run twice.
     logged_before_kill = _logged_steps(client)
@@ -429,6 +436,11 @@ def test_ctrl_c_marks_the_runs_killed(ray_session, tmp_path):
     # The parent and the trials that started (a trial still pending when Ctrl+C came has no run yet).
     assert len(runs) in (2, 3) and {r.info.status for r in runs} == {"KILLED"}
     assert not any(metrics.END_STATE_TAG in r.data.tags for r in runs)
+    # The report reads them as cut off by the interrupt, not as stopped early or completed.
+    read = mlflow_io.read_sweep(DEFAULT_EXPERIMENT, tracking_uri=tracking.tracking_uri)
+    assert read.not_ended == {r.data.tags[metrics.TAG_TRIAL_ID]: metrics.INTERRUPTED for r in runs
+                              if metrics.TAG_TRIAL_ID in r.data.tags} and read.not_ended
+    assert set(read.frame[metrics.END_STATE_TAG]) == {metrics.INTERRUPTED}
 
 
 OOM = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"

@@ -57,6 +57,10 @@ END_STATES = (COMPLETED, STOPPED_EARLY, DIVERGED_STATE, ERRORED)
 # A sweep summary's label for a trial an interrupt (Ctrl+C) cut off mid-training: --resume runs it on.
 # Not an end state: MLflow marks such a run KILLED without an end_state tag, and a resume ends it.
 INTERRUPTED = "interrupted"
+# The report's label for a trial with no recorded end whose sweep still lists it as running, pending
+# or paused: the sweep is still going, or its driver died before it could record an interrupt.
+UNFINISHED = "unfinished"
+NOT_ENDED = (INTERRUPTED, UNFINISHED)  # such a trial's curves are a part of what it will run
 
 # Per-epoch curves the analysis reads (one row per trial-epoch).
 CURVE_METRICS = (TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, LR)

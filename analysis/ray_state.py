@@ -4,8 +4,9 @@ Tune writes ``experiment_state-<start time>.json`` into the experiment folder at
 one file per driver run (a resumed sweep adds one), and restores from the greatest name
 (``ray.tune.execution.experiment_state._find_newest_experiment_checkpoint``, private, so mirrored
 here); its ``trial_data`` holds each trial's JSON state (id, status, folder). ``--resume``
-reads it to say what is left before Ray starts, and ``sweeps.backfill`` to give runs their end
-status. Ray has no public reader for it short of ``ExperimentAnalysis``, which also loads every
+reads it to say what is left before Ray starts, ``sweeps.backfill`` to give runs their end status,
+and the report to tell a trial that had not ended from one a scheduler stopped. Here, not in
+``sweeps``, because analysis never imports sweeps. Ray has no public reader for it short of ``ExperimentAnalysis``, which also loads every
 trial's results: more than either needs, and slow on remote storage.
 """
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import pyarrow.fs
+
+from trainables import metrics as m
 
 STATE_GLOB = "experiment_state-*.json"
 TERMINATED, ERROR = "TERMINATED", "ERROR"  # Ray's final trial statuses
@@ -78,24 +81,8 @@ def saved_trials(experiment_uri: str) -> list[SavedTrial]:
     return trials
 
 
-def resume_progress(statuses: Iterable[str], *, expected: int) -> str:
-    """One line for the plan of a --resume: what is kept, what runs again, what is still to sample."""
-    statuses = list(statuses)
-    done = sum(s == TERMINATED for s in statuses)
-    errored = sum(s == ERROR for s in statuses)
-    unfinished = len(statuses) - done - errored
-    unsampled = max(0, expected - len(statuses))
-    total = max(expected, len(statuses))
-    if not errored and not unfinished and not unsampled:
-        return (f"all {total} trials had finished: nothing left to run; the summary below is rebuilt from the "
-                "saved results")
-    parts = [f"{done} of {total} trials had finished (kept as they are)"]
-    if unfinished:
-        # PENDING says nothing of whether a trial ever ran (Hyperband requeues unpaused ones as PENDING).
-        parts.append(f"{unfinished} unfinished continue (from their last checkpoint; those that never ran, from "
-                     "the start)")
-    if errored:
-        parts.append(f"{errored} errored run again from their last checkpoint")
-    if unsampled:
-        parts.append(f"{unsampled} not started yet")
-    return "; ".join(parts)
+def ended(status: str, summary_state: str | None) -> bool:
+    """Whether a trial had ended: Ray ended it; or Hyperband paused it as its sweep finished. Tune
+    saves such trials PAUSED (sweeps/trial_ends.py), and only the driver's summary.csv tells them
+    from a paused trial of an interrupted sweep (which it labels interrupted)."""
+    return status in (TERMINATED, ERROR) or (status == PAUSED and summary_state in m.END_STATES)
