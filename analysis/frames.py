@@ -46,8 +46,9 @@ def config_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def searched_columns(frame: pd.DataFrame) -> list[str]:
-    """The config columns whose value differs between trials: what the sweep searched."""
-    return [c for c in config_columns(frame) if frame[c].astype(str).nunique(dropna=False) > 1]
+    """The config columns whose value differs between trials: what the sweep searched. Missing
+    values do not count: a diagnosis row of a trial without an epoch has no config."""
+    return [c for c in config_columns(frame) if frame[c].dropna().astype(str).nunique() > 1]
 
 
 def infer_end_state(rows: pd.DataFrame, *, errored: bool, max_epochs: float) -> str:
@@ -74,7 +75,8 @@ def tidy(records: Iterable[Mapping[str, Any]], *, end_states: Mapping[str, str] 
     """Build the tidy frame from flat per-epoch records (metrics + trial_id + config/<key>).
 
     ``end_states`` maps trial ids to a recorded end state, or to one of ``NOT_ENDED`` for a trial
-    that had not ended; trials without one get ``infer_end_state``. Metrics become float64 (missing -> NaN), ``epoch`` int64.
+    that had not ended; trials without one get ``infer_end_state``. Metrics become float64
+    (missing -> NaN), ``epoch`` int64.
     """
     frame = pd.DataFrame.from_records(list(records))
     if frame.empty:

@@ -194,8 +194,8 @@ def read_sweep(ref: str, *, tracking_uri: str | None = None) -> MlflowSweep:
               for run in children if run.data.tags.get(m.END_STATE_TAG) == m.ERRORED}
     not_ended = not_ended_runs(children)
     if not records and not_ended:
-        raise ValueError(f"No trial of the parent run {parent.info.run_id} has logged an epoch yet: {len(not_ended)} of "
-                         f"its {len(children)} trials had not ended (cut off by an interrupt, or still running)"
+        raise ValueError(f"No trial of the parent run {parent.info.run_id} has logged an epoch yet: {len(not_ended)} "
+                         f"of its {len(children)} trials had not ended (cut off by an interrupt, or still running)"
                          f"{f' and {len(errors)} errored' if errors else ''}. "
                          "Report on the sweep once a trial has run an epoch.")
     if not records and errors:

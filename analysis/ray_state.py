@@ -6,8 +6,9 @@ one file per driver run (a resumed sweep adds one), and restores from the greate
 here); its ``trial_data`` holds each trial's JSON state (id, status, folder). ``--resume``
 reads it to say what is left before Ray starts, ``sweeps.backfill`` to give runs their end status,
 and the report to tell a trial that had not ended from one a scheduler stopped. Here, not in
-``sweeps``, because analysis never imports sweeps. Ray has no public reader for it short of ``ExperimentAnalysis``, which also loads every
-trial's results: more than either needs, and slow on remote storage.
+``sweeps``, because analysis never imports sweeps. Ray has no public reader for it short of
+``ExperimentAnalysis``, which also loads every trial's results: more than any of these needs,
+and slow on remote storage.
 """
 from __future__ import annotations
 

@@ -163,13 +163,13 @@ def build_report(frame: pd.DataFrame | None, *, out_dir: str | Path, thresholds:
     -> INTERRUPTED or UNFINISHED (see ``diagnosis.diagnose``)."""
     from analysis import plots  # matplotlib only when a report is drawn
 
-    if frame is None and comparison_dir is None and not errors:
+    if frame is None and comparison_dir is None and not errors and not not_ended:
         raise ValueError("build_report needs a trial frame, a comparison folder, or both.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out_dir=out, html=out / REPORT_HTML, diagnoses=None)
     captions = {}
-    if frame is not None or errors:  # errors alone: every trial failed before its first epoch
+    if frame is not None or errors or not_ended:  # without a frame: no trial ran an epoch
         report.diagnoses = diagnose(frame, thresholds=thresholds, errors=errors, origins=origins, not_ended=not_ended)
         report.diagnoses.to_csv(out / DIAGNOSES_CSV, index=False)
     if frame is not None:

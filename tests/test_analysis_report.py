@@ -136,6 +136,8 @@ def test_trials_an_interrupt_cut_off_are_interrupted_not_stopped_early_and_each_
     table = pd.read_csv(folder / "report" / "diagnoses.csv").set_index(m.TRIAL_ID)
     assert "stopped early" not in table.loc["cut", "advice"] and "--resume" in table.loc["cut", "advice"]
     assert (table.loc["never", "diagnosis"], table.loc["never", m.END_STATE_TAG]) == (m.INCONCLUSIVE, m.INTERRUPTED)
+    # Its row has no config: the HTML table must not take that for a searched value (both ran 20 epochs).
+    assert "<th>epochs</th>" not in (folder / "report" / "report.html").read_text()
 
 
 def test_a_running_sweeps_trials_are_unfinished_and_a_finished_ones_are_not(tmp_path):
